@@ -1,0 +1,3 @@
+module mcalltrace.test/workload
+
+go 1.19

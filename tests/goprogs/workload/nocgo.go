@@ -1,0 +1,5 @@
+//go:build !cgotest
+
+package main
+
+func cgoEnabled() bool { return false }

@@ -1,0 +1,65 @@
+"""`mcalltrace demo`: build the bundled Go workload, run it, and point mcalltrace at it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import click
+
+from tracer.errors import TracerError
+from tracer.gobuild import CACHE, find_toolchain
+from tracer.paths import demo_source
+
+
+def build_demo() -> Path:
+    toolchain = find_toolchain()
+    output = CACHE / "demo" / (toolchain.version() or "go") / "mcalltrace-demo"
+    # Always go through `go build`: its cache makes an unchanged rebuild take well under a second.
+    return toolchain.build(demo_source(), output)
+
+
+def start_demo(binary: Path, extra_args: list[str] | None = None) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [str(binary), "-stdin", *(extra_args or [])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.strip() == "READY":
+            return process
+    process.wait()
+    raise TracerError(f"the demo workload exited early (exit {process.returncode})")
+
+
+def stop_demo(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_demo(as_json: bool) -> None:
+    from tracer.target.inspect import inspect_target
+    from tracer.views.inspect_view import render_inspect
+
+    binary = build_demo()
+    process = start_demo(binary)
+    try:
+        if not as_json:
+            click.echo(f"demo workload {binary} running as pid {process.pid}\n")
+        info = inspect_target(pid=process.pid)
+    finally:
+        stop_demo(process)
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+    else:
+        render_inspect(info)
+        click.echo("\nLive tracing of this workload arrives with `mcalltrace --pid PID` (issue 3).")

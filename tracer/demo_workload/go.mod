@@ -1,0 +1,3 @@
+module mcalltrace.dev/demo
+
+go 1.19

@@ -1,0 +1,160 @@
+"""`mcalltrace doctor`: can this host run the live tracer? Each failed check says how to fix it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracer.paths import bpf_source
+
+CAP_PERFMON = 38
+CAP_BPF = 39
+SETUP = "run scripts/setup.sh as root"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def effective_capabilities() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> Check:
+    if os.geteuid() == 0:
+        return Check("privileges", True, "running as root")
+    caps = effective_capabilities()
+    if caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON):
+        return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
+    return Check(
+        "privileges",
+        False,
+        "neither root nor CAP_BPF+CAP_PERFMON",
+        "run with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE",
+    )
+
+
+def tracefs_root() -> Path | None:
+    for candidate in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
+        if (candidate / "uprobe_events").exists():
+            return candidate
+    return None
+
+
+def check_tracefs() -> Check:
+    root = tracefs_root()
+    if root is not None:
+        return Check("tracefs", True, f"mounted at {root}")
+    return Check("tracefs", False, "not mounted", "mount -t tracefs nodev /sys/kernel/tracing")
+
+
+def check_uprobes() -> Check:
+    pmu = Path("/sys/bus/event_source/devices/uprobe/type")
+    root = tracefs_root()
+    if pmu.exists() or (root is not None and (root / "uprobe_events").exists()):
+        return Check("uprobes", True, "kernel supports uprobes")
+    return Check(
+        "uprobes",
+        False,
+        "no uprobe PMU and no uprobe_events",
+        "use a kernel built with CONFIG_UPROBE_EVENTS=y",
+    )
+
+
+def check_tracepoint() -> Check:
+    root = tracefs_root()
+    if root is None:
+        return Check(
+            "sched tracepoints", False, "tracefs not mounted", "mount -t tracefs nodev /sys/kernel/tracing"
+        )
+    if (root / "events/sched/sched_migrate_task/id").exists():
+        return Check("sched tracepoints", True, "sched:sched_migrate_task present")
+    return Check(
+        "sched tracepoints",
+        False,
+        "sched:sched_migrate_task missing",
+        "use a kernel with CONFIG_TRACEPOINTS and scheduler events",
+    )
+
+
+def check_btf() -> Check:
+    if Path("/sys/kernel/btf/vmlinux").exists():
+        return Check("BTF", True, "/sys/kernel/btf/vmlinux")
+    return Check(
+        "BTF", False, "no /sys/kernel/btf/vmlinux", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )
+
+
+def check_headers() -> Check:
+    release = platform.release()
+    build = Path(f"/lib/modules/{release}/build")
+    if (build / "include").exists():
+        return Check("kernel headers", True, f"{build} -> {build.resolve()}")
+    if Path("/sys/kernel/kheaders.tar.xz").exists():
+        return Check("kernel headers", True, "the kernel's own /sys/kernel/kheaders.tar.xz")
+    return Check("kernel headers", False, f"no {build} and no /sys/kernel/kheaders.tar.xz", SETUP)
+
+
+def check_bcc() -> Check:
+    try:
+        import bcc
+    except ImportError as err:
+        return Check(
+            "bcc",
+            False,
+            f"cannot import bcc ({err})",
+            f"{SETUP}, then use .venv/bin/mcalltrace "
+            "(bcc is Debian's python3-bpfcc; PyPI's 'bcc' is another package)",
+        )
+    return Check("bcc", True, f"bcc from {Path(bcc.__file__).parent}")
+
+
+def check_bpf_load() -> Check:
+    """Compile and load a tiny program: proves clang, headers and the verifier together."""
+    try:
+        from bcc import BPF
+    except ImportError:
+        return Check("BPF load", False, "bcc unavailable", SETUP)
+    try:
+        program = BPF(src_file=str(bpf_source("doctor.bpf.c")).encode())
+        program.load_func(b"doctor_probe", BPF.KPROBE)
+        program.cleanup()
+    except Exception as err:
+        return Check(
+            "BPF load", False, f"compiling or loading a BPF program failed: {str(err).strip()[:200]}", SETUP
+        )
+    return Check("BPF load", True, "compiled and loaded a test program")
+
+
+CHECKS: tuple[Callable[[], Check], ...] = (
+    check_privileges,
+    check_tracefs,
+    check_uprobes,
+    check_tracepoint,
+    check_btf,
+    check_headers,
+    check_bcc,
+)
+
+
+def run_checks() -> list[Check]:
+    results = [check() for check in CHECKS]
+    # Loading needs privileges and bcc; without them it would only repeat their failure.
+    privileges, bcc = results[0], results[-1]
+    if privileges.ok and bcc.ok:
+        results.append(check_bpf_load())
+    else:
+        results.append(
+            Check("BPF load", False, "skipped: needs privileges and bcc", privileges.fix or bcc.fix)
+        )
+    return results

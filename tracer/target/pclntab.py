@@ -1,0 +1,227 @@
+"""A parser for Go's `.gopclntab`, the function table every Go binary keeps even when stripped.
+
+Layouts (runtime/symtab.go, internal/abi/symtab.go of each release):
+  magic 0xfffffffa  Go 1.16-1.17  header: nfunc, nfiles, then 5 offsets; ftab of (entry, funcoff) uintptrs
+  magic 0xfffffff0  Go 1.18-1.19  header adds textStart; ftab of (entryoff, funcoff) uint32s
+  magic 0xfffffff1  Go 1.20+      same layout as 1.18 (new funcID values); from Go 1.26 the
+                                  textStart word is no longer written (0), so entry offsets must be
+                                  based on the module data's `text`, which the caller passes in.
+Only 8-byte pointers and 1-byte instruction quanta (amd64) are accepted by the rest of mcalltrace,
+but the parser follows the header's own sizes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+MAGIC_GO116 = 0xFFFFFFFA
+MAGIC_GO118 = 0xFFFFFFF0
+MAGIC_GO120 = 0xFFFFFFF1
+MAGIC_GO12 = 0xFFFFFFFB
+
+MAGIC_VERSIONS = {
+    MAGIC_GO12: "1.2-1.15",
+    MAGIC_GO116: "1.16-1.17",
+    MAGIC_GO118: "1.18-1.19",
+    MAGIC_GO120: "1.20+",
+}
+
+
+class PclntabError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PclnFunction:
+    name: str
+    entry: int  # absolute link-time address
+    size: int  # bytes of code, from the function's own pc tables (excludes alignment padding)
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+class Pclntab:
+    """The function table of one Go module.
+
+    `data` holds the table from its header on; `text_base` is the module's `text` address (from
+    runtime.firstmoduledata), which entry offsets are relative to from Go 1.18 on.
+    """
+
+    def __init__(self, data: bytes | memoryview, text_base: int | None = None) -> None:
+        # One copy up front: bytes.find is what makes name lookups fast.
+        self.data = bytes(data)
+        if len(self.data) < 16:
+            raise PclntabError("pclntab too short")
+        self.magic, pad1, pad2, self.min_lc, self.ptr_size = struct.unpack_from("<IBBBB", self.data)
+        if self.magic not in MAGIC_VERSIONS or pad1 or pad2:
+            raise PclntabError(f"unknown pclntab magic {self.magic:#x}")
+        if self.magic == MAGIC_GO12:
+            raise PclntabError("pclntab of Go 1.2-1.15 is not supported")
+        if self.ptr_size != 8 or self.min_lc != 1:
+            raise PclntabError(f"pclntab for pointer size {self.ptr_size}, quantum {self.min_lc}")
+        word = "<Q"
+        fields = [struct.unpack_from(word, self.data, 8 + 8 * i)[0] for i in range(8)]
+        self.nfunc = fields[0]
+        if self.magic == MAGIC_GO116:
+            self.header_text_start = 0
+            (
+                self.funcname_offset,
+                self.cu_offset,
+                self.filetab_offset,
+                self.pctab_offset,
+                self.pcln_offset,
+            ) = fields[2:7]
+        else:
+            self.header_text_start = fields[2]
+            (
+                self.funcname_offset,
+                self.cu_offset,
+                self.filetab_offset,
+                self.pctab_offset,
+                self.pcln_offset,
+            ) = fields[3:8]
+        if text_base is None:
+            text_base = self.header_text_start
+        self.text_base = text_base
+        if self.nfunc <= 0 or self.pcln_offset >= len(self.data):
+            raise PclntabError("pclntab header is inconsistent")
+
+    @property
+    def version_range(self) -> str:
+        return MAGIC_VERSIONS[self.magic]
+
+    @property
+    def _ftab_entry_size(self) -> int:
+        return 16 if self.magic == MAGIC_GO116 else 8
+
+    @cached_property
+    def _ftab(self) -> list[tuple[int, int]]:
+        """(entry offset or address, funcoff) for nfunc+1 entries; the last marks the end of text."""
+        count = self.nfunc + 1
+        start = self.pcln_offset
+        if self.magic == MAGIC_GO116:
+            raw = struct.unpack_from(f"<{2 * count}Q", self.data, start)
+        else:
+            raw = struct.unpack_from(f"<{2 * count}I", self.data, start)
+        return list(zip(raw[0::2], raw[1::2], strict=True))
+
+    def _entry_address(self, raw_entry: int) -> int:
+        return raw_entry if self.magic == MAGIC_GO116 else self.text_base + raw_entry
+
+    def _name_offset(self, funcoff: int) -> int:
+        # _func starts with entry (uintptr before 1.18, uint32 entryOff after) then nameOff int32.
+        position = self.pcln_offset + funcoff + (8 if self.magic == MAGIC_GO116 else 4)
+        return struct.unpack_from("<i", self.data, position)[0]
+
+    def _pcsp_offset(self, funcoff: int) -> int:
+        # entry, nameOff, args, deferreturn, then pcsp.
+        position = self.pcln_offset + funcoff + (20 if self.magic == MAGIC_GO116 else 16)
+        return struct.unpack_from("<I", self.data, position)[0]
+
+    def _name_at(self, name_offset: int) -> str:
+        start = self.funcname_offset + name_offset
+        end = self.data.find(b"\x00", start)
+        return self.data[start:end].decode(errors="replace")
+
+    def _code_size(self, funcoff: int, fallback: int) -> int:
+        """The function's code size: the sum of pc deltas in its pcsp table.
+
+        The linker sizes each function's symbol by its code, while the gap to the next ftab
+        entry also holds alignment padding; the pc-value tables cover the code exactly.
+        """
+        pcsp = self._pcsp_offset(funcoff)
+        if pcsp == 0:
+            return fallback
+        table = self.data
+        pos = self.pctab_offset + pcsp
+        pc = 0
+        first = True
+        while True:
+            value_delta, pos = _uvarint(table, pos)
+            if value_delta == 0 and not first:
+                return pc or fallback
+            first = False
+            pc_delta, pos = _uvarint(table, pos)
+            pc += pc_delta * self.min_lc
+
+    def __len__(self) -> int:
+        return self.nfunc
+
+    def __iter__(self) -> Iterator[PclnFunction]:
+        ftab = self._ftab
+        for index in range(self.nfunc):
+            raw_entry, funcoff = ftab[index]
+            gap = ftab[index + 1][0] - raw_entry
+            yield PclnFunction(
+                name=self._name_at(self._name_offset(funcoff)),
+                entry=self._entry_address(raw_entry),
+                size=self._code_size(funcoff, gap),
+            )
+
+    @property
+    def end_of_text(self) -> int:
+        return self._entry_address(self._ftab[self.nfunc][0])
+
+    def find(self, names: set[str]) -> dict[str, PclnFunction]:
+        """Look up functions by exact name without decoding every name in the table.
+
+        Each wanted name is located in funcnametab first; then only the name offsets in the
+        function records are compared, which is a handful of integer unpacks per function.
+        """
+        names_table = self.data[self.funcname_offset : self.cu_offset]
+        wanted: dict[int, str] = {}
+        for name in names:
+            needle = name.encode() + b"\x00"
+            if names_table.startswith(needle):
+                wanted[0] = name
+            needle = b"\x00" + needle
+            position = names_table.find(needle)
+            while position >= 0:
+                wanted[position + 1] = name
+                position = names_table.find(needle, position + 1)
+        found: dict[str, PclnFunction] = {}
+        if not wanted:
+            return found
+        ftab = self._ftab
+        name_field = 8 if self.magic == MAGIC_GO116 else 4
+        base = self.pcln_offset + name_field
+        unpack = struct.Struct("<i").unpack_from
+        data = self.data
+        for index in range(self.nfunc):
+            raw_entry, funcoff = ftab[index]
+            name = wanted.get(unpack(data, base + funcoff)[0])
+            if name is not None and name not in found:
+                gap = ftab[index + 1][0] - raw_entry
+                found[name] = PclnFunction(
+                    name, self._entry_address(raw_entry), self._code_size(funcoff, gap)
+                )
+                if len(found) == len(names):
+                    break
+        return found
+
+    @cached_property
+    def sorted_entries(self) -> list[int]:
+        """Entry addresses in table order (the table is sorted by entry), for pc lookups."""
+        return [self._entry_address(raw) for raw, _ in self._ftab[: self.nfunc]]
+
+    def function_at(self, pc: int) -> str | None:
+        """The name of the function containing `pc`, or None outside this module's text."""
+        from bisect import bisect_right
+
+        entries = self.sorted_entries
+        if not entries or pc < entries[0] or pc >= self.end_of_text:
+            return None
+        index = bisect_right(entries, pc) - 1
+        return self._name_at(self._name_offset(self._ftab[index][1]))

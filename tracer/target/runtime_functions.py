@@ -1,0 +1,41 @@
+"""The runtime functions mcalltrace probes or names, and what each probe needs to see.
+
+`arguments` are the registers (Go's amd64 register ABI: RAX, RBX, RCX, ...) that hold the
+arguments a probe reads at the function's probe site; the site must come before they change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RuntimeFunction:
+    name: str
+    arguments: tuple[str, ...]
+    required: bool
+    purpose: str
+
+
+RUNTIME_FUNCTIONS: tuple[RuntimeFunction, ...] = (
+    RuntimeFunction("runtime.mcall", ("rax",), True, "switch to g0; RAX is the funcval to run (the reason)"),
+    # Assembly with ABI0: its argument is on the stack; by its JMP to gogo<>, DX holds gobuf.g.
+    RuntimeFunction("runtime.gogo", (), True, "goroutine switch"),
+    RuntimeFunction("runtime.findRunnable", (), True, "a P looks for work"),
+    RuntimeFunction(
+        "runtime.runqsteal", ("rax", "rbx", "rcx"), True, "steal from another P; RAX=thief, RBX=victim"
+    ),
+    RuntimeFunction("runtime.execute", ("rax", "rbx"), True, "a goroutine starts running on this M's P"),
+    RuntimeFunction("runtime.park_m", ("rax",), True, "mcall reason: park"),
+    RuntimeFunction("runtime.goexit0", ("rax",), True, "mcall reason: goroutine exit"),
+    RuntimeFunction("runtime.schedule", (), False, "one round of the scheduler"),
+    RuntimeFunction("runtime.stealWork", ("rax",), False, "the work-stealing loop"),
+    RuntimeFunction("runtime.gosched_m", ("rax",), False, "mcall reason: runtime.Gosched"),
+    RuntimeFunction("runtime.goschedguarded_m", ("rax",), False, "mcall reason: guarded yield"),
+    RuntimeFunction("runtime.gopreempt_m", ("rax",), False, "mcall reason: preempted by stack check"),
+    RuntimeFunction("runtime.preemptPark", ("rax",), False, "mcall reason: async preemption park"),
+    RuntimeFunction("runtime.exitsyscall0", ("rax",), False, "mcall reason: leaving a syscall without a P"),
+)
+
+RUNTIME_FUNCTION_BY_NAME = {function.name: function for function in RUNTIME_FUNCTIONS}
+RUNTIME_VARIABLES = ("runtime.allp", "runtime.sched", "runtime.gomaxprocs", "runtime.buildVersion")
