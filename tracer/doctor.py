@@ -44,10 +44,18 @@ def check_privileges() -> Check:
     )
 
 
+def _exists(path: str | Path) -> bool:
+    # os.path.exists answers False where access is denied; Path.exists raises.
+    return os.path.exists(path)
+
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
 def tracefs_root() -> Path | None:
-    for candidate in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
-        if (candidate / "uprobe_events").exists():
-            return candidate
+    for candidate in TRACEFS_CANDIDATES:
+        if _exists(f"{candidate}/uprobe_events"):
+            return Path(candidate)
     return None
 
 
@@ -55,13 +63,13 @@ def check_tracefs() -> Check:
     root = tracefs_root()
     if root is not None:
         return Check("tracefs", True, f"mounted at {root}")
+    if os.path.ismount(TRACEFS_CANDIDATES[0]):
+        return Check("tracefs", False, "mounted but not readable by this user", "run with sudo")
     return Check("tracefs", False, "not mounted", "mount -t tracefs nodev /sys/kernel/tracing")
 
 
 def check_uprobes() -> Check:
-    pmu = Path("/sys/bus/event_source/devices/uprobe/type")
-    root = tracefs_root()
-    if pmu.exists() or (root is not None and (root / "uprobe_events").exists()):
+    if _exists("/sys/bus/event_source/devices/uprobe/type") or tracefs_root() is not None:
         return Check("uprobes", True, "kernel supports uprobes")
     return Check(
         "uprobes",
@@ -74,10 +82,9 @@ def check_uprobes() -> Check:
 def check_tracepoint() -> Check:
     root = tracefs_root()
     if root is None:
-        return Check(
-            "sched tracepoints", False, "tracefs not mounted", "mount -t tracefs nodev /sys/kernel/tracing"
-        )
-    if (root / "events/sched/sched_migrate_task/id").exists():
+        tracefs = check_tracefs()
+        return Check("sched tracepoints", False, f"cannot look: tracefs {tracefs.detail}", tracefs.fix)
+    if _exists(root / "events/sched/sched_migrate_task/id"):
         return Check("sched tracepoints", True, "sched:sched_migrate_task present")
     return Check(
         "sched tracepoints",
@@ -88,7 +95,7 @@ def check_tracepoint() -> Check:
 
 
 def check_btf() -> Check:
-    if Path("/sys/kernel/btf/vmlinux").exists():
+    if _exists("/sys/kernel/btf/vmlinux"):
         return Check("BTF", True, "/sys/kernel/btf/vmlinux")
     return Check(
         "BTF", False, "no /sys/kernel/btf/vmlinux", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
@@ -98,9 +105,9 @@ def check_btf() -> Check:
 def check_headers() -> Check:
     release = platform.release()
     build = Path(f"/lib/modules/{release}/build")
-    if (build / "include").exists():
+    if _exists(build / "include"):
         return Check("kernel headers", True, f"{build} -> {build.resolve()}")
-    if Path("/sys/kernel/kheaders.tar.xz").exists():
+    if _exists("/sys/kernel/kheaders.tar.xz"):
         return Check("kernel headers", True, "the kernel's own /sys/kernel/kheaders.tar.xz")
     return Check("kernel headers", False, f"no {build} and no /sys/kernel/kheaders.tar.xz", SETUP)
 

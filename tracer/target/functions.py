@@ -33,7 +33,8 @@ def spellings(canonical: str) -> tuple[str, ...]:
 
 
 def canonical_name(name: str) -> str:
-    name = name.removesuffix(".abi0")
+    # .gopclntab keeps the compiler's middle dot ("untracedG·6"), .symtab spells it ".".
+    name = name.removesuffix(".abi0").replace("\u00b7", ".")
     for canonical, names in ALIASES.items():
         if name in names:
             return canonical

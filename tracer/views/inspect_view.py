@@ -39,7 +39,7 @@ def inspect_renderable(info: TargetInfo) -> Group:
     functions.add_column("size", justify="right")
     functions.add_column("probe site", no_wrap=True)
     functions.add_column("emul", justify="center")
-    functions.add_column("RETs")
+    functions.add_column("RETs", no_wrap=True)
     for name, function in info.functions.items():
         functions.add_row(
             name.removeprefix("runtime."),
@@ -51,16 +51,11 @@ def inspect_renderable(info: TargetInfo) -> Group:
             _ret_summary(function.ret_offsets),
         )
     for name in info.missing_functions:
-        functions.add_row(name.removeprefix("runtime."), "-", "-", "-", "not in this binary", "", "")
+        functions.add_row(name.removeprefix("runtime."), "-", "-", "-", "not in binary", "", "")
 
     # Offsets as a compact grid of "field=offset" cells, four to a row.
-    offsets = Table(
-        title=f"Struct offsets (from {info.offsets_source})",
-        title_justify="left",
-        show_header=False,
-        box=None,
-        pad_edge=False,
-    )
+    offsets_title = Text(f"Struct offsets (from {info.offsets_source})", style="italic")
+    offsets = Table(show_header=False, box=None, pad_edge=False)
     cells = [f"{key}={value}" for key, value in info.offsets.items()]
     for _ in range(4):
         offsets.add_column(no_wrap=True)
@@ -77,7 +72,7 @@ def inspect_renderable(info: TargetInfo) -> Group:
             for name, value in info.variables.items()
         ),
     )
-    parts: list = [header, functions, offsets, variables]
+    parts: list = [header, functions, offsets_title, offsets, variables]
     parts.extend(Text(f"note: {note}", style="yellow") for note in info.notes)
     return Group(*parts)
 

@@ -1,0 +1,83 @@
+"""Go's own tools as the oracle: go tool nm, go tool objdump, go version -m, and go_asm.h."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from tracer.gobuild import CACHE, Toolchain
+
+_OBJDUMP_TEXT = re.compile(r"^TEXT (\S+)\(SB\)")
+# "  file.go:123\t0xADDR\t\tHEX\t\tINSTRUCTION"; Go 1.19 prints ":0" for assembly in PIE builds.
+_OBJDUMP_LINE = re.compile(r"^\s+\S*:\d+\s+0x([0-9a-f]+)\s+([0-9a-f]+)\s+(.*)$")
+
+
+def nm(toolchain: Toolchain, binary: Path) -> dict[str, tuple[int, int, str]]:
+    """symbol -> (address, size, type) from `go tool nm -size`."""
+    symbols: dict[str, tuple[int, int, str]] = {}
+    for line in toolchain.run(["tool", "nm", "-size", str(binary)]).splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[0] and parts[2] in "TtDdBbRr":
+            symbols.setdefault(parts[3], (int(parts[0], 16), int(parts[1]), parts[2]))
+    return symbols
+
+
+def objdump(toolchain: Toolchain, binary: Path, symbols: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+    """symbol -> [(address, hex bytes, instruction text)] from `go tool objdump -s`."""
+    pattern = "^(" + "|".join(re.escape(symbol) for symbol in symbols) + ")$"
+    listing: dict[str, list[tuple[int, str, str]]] = {}
+    current: list[tuple[int, str, str]] | None = None
+    for line in toolchain.run(["tool", "objdump", "-s", pattern, str(binary)]).splitlines():
+        header = _OBJDUMP_TEXT.match(line)
+        if header:
+            current = listing.setdefault(header.group(1), [])
+            continue
+        instruction = _OBJDUMP_LINE.match(line)
+        if instruction and current is not None:
+            current.append(
+                (int(instruction.group(1), 16), instruction.group(2), instruction.group(3).strip())
+            )
+    return listing
+
+
+def version_m(toolchain: Toolchain, binary: Path) -> tuple[str, dict[str, str]]:
+    """(version, build settings) from `go version -m`."""
+    output = toolchain.run(["version", "-m", str(binary)])
+    first, *rest = output.splitlines()
+    version = first.split(": ", 1)[1].strip()
+    settings = {}
+    for line in rest:
+        parts = line.strip().split("\t")
+        if parts[0] == "build" and "=" in parts[1]:
+            key, _, value = parts[1].partition("=")
+            settings[key] = value
+    return version, settings
+
+
+def go_asm_h(toolchain: Toolchain) -> dict[str, int]:
+    """The runtime's go_asm.h defines (offsets the compiler itself computed), cached per toolchain."""
+    cached = CACHE / "oracle" / toolchain.version() / "go_asm.h"
+    if not cached.exists():
+        result = subprocess.run(
+            [str(toolchain.go), "build", "-a", "-work", "runtime"],
+            env=toolchain.env({"CGO_ENABLED": "0"}),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        work = next(line.split("=", 1)[1] for line in result.stderr.splitlines() if line.startswith("WORK="))
+        try:
+            header = next(
+                path for path in Path(work).glob("*/go_asm.h") if "#define g_m " in path.read_text()
+            )
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(header.read_text())
+        finally:
+            subprocess.run(["rm", "-rf", work], check=False)
+    defines = {}
+    for line in cached.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "#define" and re.fullmatch(r"-?\d+", parts[2]):
+            defines[parts[1]] = int(parts[2])
+    return defines

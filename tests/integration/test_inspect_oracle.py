@@ -1,0 +1,307 @@
+"""inspect against Go's own tools, for every toolchain and build mode.
+
+Oracles: `go tool nm` (addresses, sizes), `go tool objdump` (RET instructions, the bytes at each
+probe site), `go version -m` (version, build settings), the runtime's go_asm.h (struct offsets),
+and the default build of the same program (what a stripped build must agree with).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    ALL_MODES,
+    ALL_VERSIONS,
+    GoPrograms,
+    assert_one_line_error,
+    run_cli,
+    toolchain_or_skip,
+)
+from tests.integration.go_oracle import go_asm_h, nm, objdump, version_m
+from tracer.errors import EXIT_UNSUPPORTED
+from tracer.target import offsets_table
+from tracer.target.elfimage import ElfImage
+from tracer.target.fields import FIELDS
+from tracer.target.functions import GoFunctions, canonical_name
+from tracer.target.inspect import TargetInfo, inspect_target
+from tracer.target.probesites import is_emulated
+from tracer.target.runtime_functions import RUNTIME_FUNCTIONS
+
+pytestmark = pytest.mark.integration
+
+_inspected: dict[Path, TargetInfo] = {}
+
+
+def inspected(binary: Path) -> TargetInfo:
+    if binary not in _inspected:
+        _inspected[binary] = inspect_target(path=str(binary))
+    return _inspected[binary]
+
+
+@pytest.mark.parametrize("mode", ["default", "pie", "cgo"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_functions_match_go_tool_nm(go_programs: GoPrograms, version: str, mode: str) -> None:
+    binary = go_programs.build(version, mode)
+    info = inspected(binary)
+    symbols = nm(toolchain_or_skip(version), binary)
+    assert info.symbol_source == "symtab"
+    required = {function.name for function in RUNTIME_FUNCTIONS if function.required}
+    assert required <= set(info.functions)
+    for name, function in info.functions.items():
+        address, size, kind = symbols[function.symbol]
+        assert (function.address, function.size) == (address, size), name
+        assert kind in "Tt"
+        assert canonical_name(function.symbol) == name
+    for name in info.missing_functions:
+        assert not any(canonical_name(symbol) == name for symbol in symbols), name
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_rets_and_probe_sites_match_go_tool_objdump(go_programs: GoPrograms, version: str, mode: str) -> None:
+    binary = go_programs.build(version, mode)
+    info = inspected(binary)
+    # A stripped binary has no symbols for objdump: disassemble the default build, whose text
+    # must be identical (checked in test_stripped_build_gives_the_same_answers).
+    reference = go_programs.build(version, "default") if mode == "stripped" else binary
+    listing = objdump(
+        toolchain_or_skip(version),
+        reference,
+        [
+            symbol
+            for function in info.functions.values()
+            for symbol in (function.symbol, function.symbol + ".abi0")
+        ],
+    )
+    raw = binary.read_bytes()
+    for name, function in info.functions.items():
+        instructions = listing.get(function.symbol) or listing[function.symbol + ".abi0"]
+        rets = [address - function.address for address, _, text in instructions if text.split()[0] == "RET"]
+        assert list(function.ret_offsets) == rets, name
+        by_address = {address: (code, text) for address, code, text in instructions}
+        code, text = by_address[function.address + function.probe.offset]
+        # The bytes at the file offset are the instruction objdump shows at that address.
+        start = function.file_offset + function.probe.offset
+        assert raw[start : start + len(code) // 2].hex() == code, name
+        assert function.probe.emulated == is_emulated(bytes.fromhex(code)), (name, text)
+        if name in ("runtime.findRunnable", "runtime.runqsteal", "runtime.execute", "runtime.gogo"):
+            assert function.probe.emulated, (name, function.probe)
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_version_and_build_settings_match_go_version_m(
+    go_programs: GoPrograms, version: str, mode: str
+) -> None:
+    binary = go_programs.build(version, mode)
+    info = inspected(binary)
+    expected_version, settings = version_m(toolchain_or_skip(version), binary)
+    assert (str(info.go_version), info.go_version_source) == (expected_version, "buildinfo")
+    assert info.pie == (mode == "pie")
+    if "-buildmode" in settings:  # Go 1.19 does not record it
+        assert info.pie == (settings["-buildmode"] == "pie")
+    assert info.cgo == (mode == "cgo")
+    assert info.stripped == (mode == "stripped")
+    assert info.elf_type == ("DYN" if mode == "pie" else "EXEC")
+
+
+def _asm_offset(defines: dict[str, int], struct: str, path: str) -> int | None:
+    # go_asm.h names fields T_field; nested fields are resolved through their type's defines.
+    nested_types = {"runq": "gQueue"}
+    parts = path.split(".")
+    total, owner = 0, struct
+    for index, part in enumerate(parts):
+        value = defines.get(f"{owner}_{part}")
+        if value is None:
+            return None
+        total += value
+        if index + 1 < len(parts):
+            owner = nested_types[part]
+    return total
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_dwarf_offsets_and_table_match_go_asm_h(go_programs: GoPrograms, version: str) -> None:
+    binary = go_programs.build(version, "default")
+    info = inspected(binary)
+    defines = go_asm_h(toolchain_or_skip(version))
+    expected = {}
+    for spec in FIELDS:
+        struct = spec.key.split(".")[0]
+        for path in spec.paths:
+            offset = _asm_offset(defines, struct, path)
+            if offset is not None:
+                expected[spec.key] = offset
+                break
+    assert set(expected) == {spec.key for spec in FIELDS}
+    assert info.offsets_source == "dwarf"
+    assert info.offsets == expected
+    assert offsets_table.offsets_for(info.go_version.key) == expected
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_stripped_build_gives_the_same_answers(go_programs: GoPrograms, version: str) -> None:
+    default = inspected(go_programs.build(version, "default"))
+    stripped = inspected(go_programs.build(version, "stripped"))
+    assert stripped.stripped and not stripped.has_dwarf
+    assert stripped.symbol_source == "pclntab" and stripped.offsets_source == "table"
+    assert str(stripped.go_version) == str(default.go_version)
+    assert stripped.text_base == default.text_base
+    assert stripped.offsets == default.offsets
+    for name, function in default.functions.items():
+        other = stripped.functions[name]
+        assert (other.address, other.file_offset, other.size) == (
+            function.address,
+            function.file_offset,
+            function.size,
+        )
+        assert (other.probe, other.ret_offsets) == (function.probe, function.ret_offsets)
+    assert stripped.missing_functions == default.missing_functions
+
+
+@pytest.mark.parametrize("mode", ["default", "pie", "cgo"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_pclntab_parser_agrees_with_symtab_for_every_function(
+    go_programs: GoPrograms, version: str, mode: str
+) -> None:
+    binary = go_programs.build(version, mode)
+    with ElfImage(str(binary)) as image:
+        symbols = {
+            symbol.value: (canonical_name(symbol.name), symbol.size)
+            for symbol in image.iter_function_symbols()
+        }
+        table = GoFunctions(image).pclntab
+        # Linker markers such as go:textfipsstart are pclntab entries with no code of their own.
+        functions = [function for function in table if not function.name.startswith("go:")]
+    assert len(functions) > 1000
+
+    def agrees(name: str, size: int, symbol: tuple[str, int] | None) -> bool:
+        if symbol is None or symbol[1] != size:
+            return False
+        # Go 1.18-1.19 write generic type arguments as "[...]" in .gopclntab only.
+        if "[...]" in name:
+            return symbol[0].startswith(canonical_name(name).split("[...]")[0])
+        return symbol[0] == canonical_name(name)
+
+    mismatched = [
+        (function.name, hex(function.entry), function.size, symbols.get(function.entry))
+        for function in functions
+        if not agrees(function.name, function.size, symbols.get(function.entry))
+    ]
+    assert not mismatched, mismatched[:10]
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_inspect_by_pid_matches_inspect_by_path(go_programs: GoPrograms, version: str) -> None:
+    binary = go_programs.build(version, "pie")
+    process = subprocess.Popen(
+        [str(binary), "-hold", "-goroutines", "10", "-rounds", "10"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        while process.stdout.readline().strip() != "READY":
+            pass
+        result = run_cli("inspect", "--pid", str(process.pid), "--json")
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    by_pid = json.loads(result.stdout)
+    by_path = inspected(binary).to_json()
+    assert by_pid["binary"] == str(binary)
+    assert by_pid["pid"] == process.pid
+    for key in ("binary", "pid"):
+        by_pid.pop(key)
+        by_path.pop(key)
+    assert by_pid == by_path
+
+
+def test_json_output_has_the_documented_shape(go_programs: GoPrograms) -> None:
+    binary = go_programs.build(ALL_VERSIONS[-1], "default")
+    result = run_cli("inspect", str(binary), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for key in (
+        "go_version",
+        "go_version_source",
+        "elf_type",
+        "stripped",
+        "pie",
+        "cgo",
+        "functions",
+        "offsets",
+        "offsets_source",
+    ):
+        assert key in data
+    mcall = data["functions"]["runtime.mcall"]
+    for key in ("address", "file_offset", "size", "probe_offset", "ret_offsets"):
+        value = mcall[key]
+        assert (
+            all(isinstance(item, int) for item in value)
+            if isinstance(value, list)
+            else isinstance(value, int)
+        )
+    assert isinstance(mcall["probe_instruction"], str) and isinstance(mcall["emulated"], bool)
+    assert data["offsets"]["m.p"] == inspected(binary).offsets["m.p"]
+
+
+def _zero_buildinfo(source: Path, destination: Path) -> Path:
+    data = bytearray(source.read_bytes())
+    position = data.find(b"\xff Go buildinf:")
+    assert position >= 0
+    data[position : position + 32] = bytes(32)
+    destination.write_bytes(bytes(data))
+    return destination
+
+
+@pytest.mark.parametrize("mode", ["default", "stripped", "pie"])
+@pytest.mark.parametrize("version", [ALL_VERSIONS[0], ALL_VERSIONS[-1]])
+def test_version_without_buildinfo(go_programs: GoPrograms, tmp_path: Path, version: str, mode: str) -> None:
+    original = inspected(go_programs.build(version, mode))
+    patched = inspect_target(
+        path=str(_zero_buildinfo(go_programs.build(version, mode), tmp_path / "nobuildinfo"))
+    )
+    assert str(patched.go_version) == str(original.go_version)
+    assert patched.go_version_source == ("buildVersion-scan" if mode == "stripped" else "buildVersion")
+
+
+def test_older_go_is_refused_with_the_supported_range(go_programs: GoPrograms, tmp_path: Path) -> None:
+    source = go_programs.build(ALL_VERSIONS[-1], "stripped")
+    data = source.read_bytes()
+    version = str(inspected(source).go_version).encode()  # e.g. go1.27.3
+    old = b"go1.17." + version.split(b".")[2]
+    old = old[: len(version)].ljust(len(version), b"0")
+    patched = tmp_path / "old-go"
+    patched.write_bytes(data.replace(version, old))
+    result = run_cli("inspect", str(patched))
+    assert_one_line_error(result, r"built with go1\.17.*older than mcalltrace supports \(Go 1\.19 to 1\.27\)")
+    assert result.returncode == EXIT_UNSUPPORTED
+
+
+@pytest.mark.root
+def test_non_root_user_gets_one_line(go_programs: GoPrograms) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    binary = go_programs.build(ALL_VERSIONS[-1], "default")
+    process = subprocess.Popen(
+        [str(binary), "-hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        while process.stdout.readline().strip() != "READY":
+            pass
+        result = run_cli("inspect", "--pid", str(process.pid), user="65534")
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=10)
+    assert_one_line_error(result, rf"pid {process.pid}: permission denied .*run as root")
