@@ -1,0 +1,3 @@
+module mcalltrace.bench/bigprog
+
+go 1.21

@@ -1,0 +1,3 @@
+module mcalltrace.bench/gosym
+
+go 1.21
