@@ -16,10 +16,94 @@ from tracer import __version__
 from tracer.errors import EXIT_USAGE, TracerError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Duration(click.ParamType):
+    """Seconds as "1s", "250ms", "2m", "1h" or a plain number."""
+
+    name = "duration"
+    _units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        for suffix, scale in self._units:
+            if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+                seconds = float(text[: -len(suffix)]) * scale
+                break
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                self.fail(f"{value!r} is not a duration (like 1s, 500ms, 2m)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be positive", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+
+def trace_options(function):  # type: ignore[no-untyped-def]
+    """Options shared by every command that traces live."""
+    for option in reversed(
+        (
+            click.option(
+                "--interval", type=DURATION, default="1s", show_default=True, help="Sampling interval."
+            ),
+            click.option("--duration", type=DURATION, default=None, help="Stop after this long."),
+            click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI."),
+            click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
+        )
+    ):
+        function = option(function)
+    return function
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
 @click.version_option(__version__, prog_name="mcalltrace")
-def cli() -> None:
-    """Live eBPF tracer for the Go scheduler."""
+@click.option("--pid", type=int, help="Trace this running Go process.")
+@trace_options
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    pid: int | None,
+    interval: float,
+    duration: float | None,
+    no_ui: bool,
+    as_json: bool,
+) -> None:
+    """Live eBPF tracer for the Go scheduler.
+
+    \b
+      mcalltrace --pid PID          trace a running Go process
+      mcalltrace run -- PROG ARGS   start a program and trace it from its first instruction
+      mcalltrace demo               trace the bundled demo workload
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if pid is None:
+        click.echo(ctx.get_help())
+        return
+    from tracer.livecmd import trace_live
+
+    sys.exit(trace_live(pid=pid, interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@trace_options
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
+def run(interval: float, duration: float | None, no_ui: bool, as_json: bool, argv: tuple[str, ...]) -> None:
+    """Start PROG with ARGS and trace it from its first instruction.
+
+    The program keeps the terminal's stdin, stdout and stderr; mcalltrace writes to stderr and
+    exits with the program's exit code.
+    """
+    from tracer.livecmd import trace_live
+
+    sys.exit(trace_live(argv=list(argv), interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
 
 
 @cli.command()
@@ -53,12 +137,15 @@ def doctor() -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print inspect output as JSON.")
-def demo(as_json: bool) -> None:
-    """Build the bundled Go workload, run it, and show what mcalltrace sees in it."""
+@click.option("--interval", type=DURATION, default="1s", show_default=True, help="Sampling interval.")
+@click.option("--duration", type=DURATION, default="20s", show_default=True, help="How long to trace.")
+@click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def demo(interval: float, duration: float, no_ui: bool, as_json: bool) -> None:
+    """Build the bundled Go workload (parking, exits, preemption, stealing, syscalls) and trace it."""
     from tracer.demo import run_demo
 
-    run_demo(as_json=as_json)
+    sys.exit(run_demo(interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -46,20 +45,14 @@ def stop_demo(process: subprocess.Popen[str]) -> None:
             process.wait()
 
 
-def run_demo(as_json: bool) -> None:
-    from tracer.target.inspect import inspect_target
-    from tracer.views.inspect_view import render_inspect
+def run_demo(interval: float, duration: float, no_ui: bool, as_json: bool) -> int:
+    from tracer.livecmd import trace_live
 
     binary = build_demo()
     process = start_demo(binary)
     try:
         if not as_json:
-            click.echo(f"demo workload {binary} running as pid {process.pid}\n")
-        info = inspect_target(pid=process.pid)
+            click.echo(f"demo workload {binary} running as pid {process.pid}", err=True)
+        return trace_live(pid=process.pid, interval=interval, duration=duration, no_ui=no_ui, as_json=as_json)
     finally:
         stop_demo(process)
-    if as_json:
-        click.echo(json.dumps(info.to_json(), indent=2))
-    else:
-        render_inspect(info)
-        click.echo("\nLive tracing of this workload arrives with `mcalltrace --pid PID` (issue 3).")

@@ -29,6 +29,7 @@ def _target() -> TargetInfo:
         cgo=False,
         symbol_source="pclntab",
         text_base=0x401000,
+        load_base=0x400000,
         functions={
             "runtime.findRunnable": FunctionInfo(
                 "runtime.findRunnable",
@@ -53,6 +54,9 @@ def _target() -> TargetInfo:
         offsets={"m.p": 200, "p.id": 0},
         offsets_source="table",
         variables={"runtime.allp": None, "runtime.sched": 0x5723A0},
+        mcall_targets={"runtime.park_m": 0x446440},
+        wait_reasons=("", "GC assist marking"),
+        wait_reasons_source="table",
         notes=("stripped: something to know",),
     )
 

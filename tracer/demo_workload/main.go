@@ -140,7 +140,13 @@ func main() {
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until signalled)")
 	fromStdin := flag.Bool("stdin", false, "also stop when stdin closes")
 	burst := flag.Int("burst", 200, "goroutines per spawn burst")
+	procs := flag.Int("procs", 0, "GOMAXPROCS (default: at least 4, so Ps outnumber small machines' CPUs and steal)")
 	flag.Parse()
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
+	} else if os.Getenv("GOMAXPROCS") == "" && runtime.NumCPU() < 4 {
+		runtime.GOMAXPROCS(4)
+	}
 
 	stop := make(chan struct{})
 	var mu sync.Mutex

@@ -27,7 +27,7 @@ from tracer.target.goversion import (
 )
 from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118
 from tracer.target.probesites import ProbeSite, choose_probe_site, ret_offsets
-from tracer.target.runtime_functions import RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
+from tracer.target.runtime_functions import MCALL_TARGETS, RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
 
 SUPPORTED_RANGE = f"Go {OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]} to {NEWEST_TESTED[0]}.{NEWEST_TESTED[1]}"
 
@@ -58,11 +58,15 @@ class TargetInfo:
     cgo: bool
     symbol_source: str  # "symtab" or "pclntab"
     text_base: int
+    load_base: int  # link-time address mapped at file offset 0 (for the PIE load bias)
     functions: dict[str, FunctionInfo]
     missing_functions: tuple[str, ...]
     offsets: dict[str, int]
     offsets_source: str  # "dwarf", "table" or "unavailable"
     variables: dict[str, int | None]
+    mcall_targets: dict[str, int]  # name -> link-time address, for naming mcall reasons
+    wait_reasons: tuple[str, ...]  # runtime.waitReasonStrings, indexed by g.waitreason
+    wait_reasons_source: str  # "binary", "table" or "unavailable"
     notes: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +102,9 @@ class TargetInfo:
             "offsets": dict(self.offsets),
             "offsets_source": self.offsets_source,
             "variables": dict(self.variables),
+            "mcall_targets": dict(self.mcall_targets),
+            "wait_reasons": list(self.wait_reasons),
+            "wait_reasons_source": self.wait_reasons_source,
             "notes": list(self.notes),
         }
 
@@ -140,6 +147,25 @@ def _go_version(image: ElfImage, functions: GoFunctions) -> tuple[GoVersion, str
     magic = functions.pclntab_magic
     minor = {MAGIC_GO116: 16, MAGIC_GO118: 18}.get(magic, 20)
     return GoVersion(1, minor, 0, f"go1.{minor}+ (pclntab {functions.pclntab_version_range})"), "pclntab"
+
+
+def _wait_reasons(image: ElfImage, version: GoVersion) -> tuple[tuple[str, ...], str]:
+    """The runtime's own names for g.waitreason values: its waitReasonStrings array when .symtab
+    locates it, else the shipped table for the release."""
+    symbol = image.find_symbols({"runtime.waitReasonStrings"}).get("runtime.waitReasonStrings")
+    if symbol is not None and symbol.size and symbol.size % 16 == 0:
+        names = []
+        for index in range(symbol.size // 16):
+            header = symbol.value + 16 * index
+            pointer, length = image.read_pointer(header), image.read_u64(header + 8)
+            names.append(
+                image.read(pointer, length).decode(errors="replace") if pointer and length < 256 else ""
+            )
+        return tuple(names), "binary"
+    table = offsets_table.wait_reasons_for(version.key)
+    if table is not None:
+        return tuple(table), "table"
+    return (), "unavailable"
 
 
 def _is_cgo(image: ElfImage, functions: GoFunctions) -> bool:
@@ -232,6 +258,9 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
             "the tracer finds Ps through the pointers its probes see at run time"
         )
 
+    mcall_targets = {name: function.address for name, function in functions.find(list(MCALL_TARGETS)).items()}
+    wait_reasons, wait_reasons_source = _wait_reasons(image, version)
+
     return TargetInfo(
         path=image.path,
         binary=binary,
@@ -246,10 +275,14 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
         cgo=_is_cgo(image, functions),
         symbol_source=functions.source,
         text_base=functions.text_base,
+        load_base=min(segment.vaddr - segment.offset for segment in image.load_segments),
         functions=infos,
         missing_functions=missing,
         offsets=offsets,
         offsets_source=offsets_source,
         variables=variables,
+        mcall_targets=mcall_targets,
+        wait_reasons=wait_reasons,
+        wait_reasons_source=wait_reasons_source,
         notes=tuple(notes),
     )

@@ -37,5 +37,20 @@ RUNTIME_FUNCTIONS: tuple[RuntimeFunction, ...] = (
     RuntimeFunction("runtime.exitsyscall0", ("rax",), False, "mcall reason: leaving a syscall without a P"),
 )
 
+# Functions mcall is asked to run, in reason-slot order (slot 0 must be park_m: the BPF program
+# reads the wait reason for it). Not all exist in every release; missing ones leave their slot empty.
+MCALL_TARGETS: tuple[str, ...] = (
+    "runtime.park_m",
+    "runtime.goexit0",
+    "runtime.gosched_m",
+    "runtime.goschedguarded_m",
+    "runtime.gopreempt_m",
+    "runtime.preemptPark",
+    "runtime.exitsyscall0",
+    "runtime.goyield_m",
+    "runtime.coroswitch_m",
+    "runtime.recovery",
+)
+
 RUNTIME_FUNCTION_BY_NAME = {function.name: function for function in RUNTIME_FUNCTIONS}
 RUNTIME_VARIABLES = ("runtime.allp", "runtime.sched", "runtime.gomaxprocs", "runtime.buildVersion")

@@ -1,0 +1,84 @@
+/* mcalltrace.h: the contract between the BPF programs and user space.
+ *
+ * Map value layouts and sizes live here and only here; tracer/probes/layout.py mirrors them with
+ * ctypes and a unit test checks the two agree. Everything configurable arrives as -D flags from
+ * the probe plan (offsets, limits, the target's tgid), never by editing text.
+ */
+#ifndef MCALLTRACE_H
+#define MCALLTRACE_H
+
+/* Number of P slots, a power of two >= GOMAXPROCS; one more slot, MCT_NO_P, collects events on
+ * threads that hold no P (and P ids beyond the limit). */
+#ifndef MCT_MAX_P
+#define MCT_MAX_P 64
+#endif
+#define MCT_NO_P MCT_MAX_P
+#define MCT_P_SLOTS (MCT_MAX_P + 1)
+
+/* Per-M (OS thread) state is indexed by m.id, which the runtime hands out sequentially. */
+#ifndef MCT_MAX_M
+#define MCT_MAX_M 4096
+#endif
+
+/* mcall reasons: the functions mcall is asked to run, by runtime PC, filled by user space. */
+#define MCT_REASONS 16
+#define MCT_REASON_OTHER (MCT_REASONS - 1)
+#define MCT_REASON_PARK 0 /* slot 0 is always runtime.park_m */
+
+#define MCT_WAIT_REASONS 64
+#define MCT_HIST_BUCKETS 32 /* log2 of nanoseconds */
+
+/* Probe identifiers, for per-probe hit counts (the tracer's cost estimate). */
+#define MCT_PROBE_MCALL 0
+#define MCT_PROBE_GOGO 1
+#define MCT_PROBE_FINDRUNNABLE 2
+#define MCT_PROBE_RUNQSTEAL 3
+#define MCT_PROBE_RUNQSTEAL_RET 4
+#define MCT_PROBE_MIGRATE 5
+#define MCT_PROBES 8
+
+/* Per P, summed over CPUs by user space. Every field is a u64 counter. */
+struct mct_p_counters {
+    __u64 mcalls;
+    __u64 mcall_reasons[MCT_REASONS];
+    __u64 switches;              /* runtime.gogo */
+    __u64 findrunnable;          /* runtime.findRunnable entries */
+    __u64 findrunnable_ns;       /* total time from findRunnable entry to the thread's next switch */
+    __u64 findrunnable_timed;    /* how many of those intervals were measured */
+    __u64 findrunnable_hist[MCT_HIST_BUCKETS];
+    __u64 steal_attempts;        /* runqsteal calls with this P as the thief */
+    __u64 steal_successes;
+    __u64 steal_failures;
+    __u64 stolen_goroutines;
+    __u64 victim_attempts;       /* runqsteal calls with this P as the victim */
+    __u64 migrations;            /* sched_migrate_task of a thread whose last P was this one */
+};
+
+/* Process-wide, summed over CPUs by user space. */
+struct mct_global_counters {
+    __u64 probe_hits[MCT_PROBES];
+    __u64 wait_reasons[MCT_WAIT_REASONS]; /* by g.waitreason, for mcall(park_m) */
+    __u64 read_errors;                    /* bpf_probe_read_user failures */
+    __u64 unknown_reasons;                /* mcall fn PCs not in the reason table */
+};
+
+/* Per M, written only by the thread that runs that M. */
+struct mct_m_state {
+    __u64 findrunnable_start_ns; /* 0 when not inside findRunnable */
+    __u32 findrunnable_p;
+    __u32 last_p;                /* for attributing thread migrations */
+    __u32 steal_tail;            /* thief's runqtail at runqsteal entry */
+    __u32 registered;            /* its tid is in the tid -> m.id map */
+};
+
+/* The reason table: runtime PCs of mcall's target functions, slot i is reason i. */
+struct mct_reason_table {
+    __u64 pcs[MCT_REASONS];
+};
+
+/* The P struct addresses the probes have seen, by P id, for the runtime-state sampler. */
+struct mct_p_address {
+    __u64 address;
+};
+
+#endif /* MCALLTRACE_H */

@@ -1,0 +1,285 @@
+/* sched.bpf.c: uprobes on the Go scheduler and the sched_migrate_task tracepoint.
+ *
+ * Every uprobe sits at the site introspection chose (an instruction the kernel emulates, before
+ * the registers it reads change); none is a uretprobe, which would break Go's stack handling.
+ * Results are read by uprobes on each RET instruction.
+ *
+ * Configured by -D flags from tracer/probes/plan.py:
+ *   OFF_<STRUCT>_<FIELD>  runtime struct offsets (from DWARF or the shipped table)
+ *   MCT_MAX_P, MCT_MAX_M  map sizes
+ *   GOGO_G_IN_DX          1 when gogo's probe site is past `MOVQ gobuf_g(BX), DX`
+ *
+ * The current g is R14 under Go's register ABI; its P is g.m.p. Aggregation is in per-CPU
+ * arrays indexed by P id: a uprobe handler cannot migrate, so plain increments are safe.
+ */
+#include <uapi/linux/ptrace.h>
+
+#include "mcalltrace.h"
+
+BPF_PERCPU_ARRAY(p_counters, struct mct_p_counters, MCT_P_SLOTS);
+BPF_PERCPU_ARRAY(global_counters, struct mct_global_counters, 1);
+BPF_ARRAY(m_state, struct mct_m_state, MCT_MAX_M);
+BPF_ARRAY(reason_table, struct mct_reason_table, 1);
+BPF_ARRAY(p_addresses, struct mct_p_address, MCT_P_SLOTS);
+/* tid -> m.id for the target's threads: how the migration tracepoint, which runs in the context
+ * of whichever CPU moves the task, recognises them. One insert per thread, on its first switch. */
+BPF_HASH(thread_m, u32, u32, 16384);
+/* mcall targets missing from reason_table, by PC, named in user space. Rare by construction. */
+BPF_HASH(unknown_reason_pcs, u64, u64, 256);
+
+struct current {
+    u64 m;
+    u64 p;
+    u32 p_id;  /* MCT_NO_P when the thread holds no P */
+    u32 m_id;  /* MCT_MAX_M when out of range */
+};
+
+static __always_inline struct mct_global_counters *globals(void)
+{
+    int zero = 0;
+    return global_counters.lookup(&zero);
+}
+
+static __always_inline u64 read_u64(u64 address, struct mct_global_counters *g)
+{
+    u64 value = 0;
+    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
+        g->read_errors++;
+    return value;
+}
+
+static __always_inline u32 read_u32(u64 address, struct mct_global_counters *g)
+{
+    u32 value = 0;
+    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
+        g->read_errors++;
+    return value;
+}
+
+static __always_inline u32 p_slot_of(u64 p, struct mct_global_counters *g)
+{
+    if (!p)
+        return MCT_NO_P;
+    u32 id = read_u32(p + OFF_P_ID, g);
+    return id < MCT_MAX_P ? id : MCT_NO_P;
+}
+
+/* The M and P of the thread running g (R14). */
+static __always_inline void current_of(u64 g_address, struct current *cur, struct mct_global_counters *g)
+{
+    cur->m = g_address ? read_u64(g_address + OFF_G_M, g) : 0;
+    cur->p = cur->m ? read_u64(cur->m + OFF_M_P, g) : 0;
+    cur->p_id = p_slot_of(cur->p, g);
+    u64 m_id = cur->m ? read_u64(cur->m + OFF_M_ID, g) : MCT_MAX_M;
+    cur->m_id = m_id < MCT_MAX_M ? (u32)m_id : MCT_MAX_M;
+}
+
+static __always_inline struct mct_p_counters *counters_of(u32 p_id)
+{
+    return p_counters.lookup(&p_id);
+}
+
+static __always_inline void count_hit(struct mct_global_counters *g, int probe)
+{
+    if (g && probe < MCT_PROBES)
+        g->probe_hits[probe]++;
+}
+
+static __always_inline void remember_p_address(u32 p_id, u64 p)
+{
+    if (p_id >= MCT_MAX_P)
+        return;
+    struct mct_p_address *slot = p_addresses.lookup(&p_id);
+    if (slot && slot->address != p)
+        slot->address = p;
+}
+
+static __always_inline u32 log2_bucket(u64 value)
+{
+    u32 bucket = 0;
+#pragma unroll
+    for (int shift = 32; shift > 0; shift >>= 1) {
+        if (value >= (1ULL << shift)) {
+            value >>= shift;
+            bucket += shift;
+        }
+    }
+    return bucket < MCT_HIST_BUCKETS ? bucket : MCT_HIST_BUCKETS - 1;
+}
+
+/* runtime.mcall(fn func(*g)): RAX is the funcval, R14 the goroutine giving up its M. */
+int on_mcall(struct pt_regs *ctx)
+{
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_MCALL);
+    struct current cur = {};
+    current_of(ctx->r14, &cur, g);
+    struct mct_p_counters *counters = counters_of(cur.p_id);
+    if (!counters)
+        return 0;
+    counters->mcalls++;
+
+    u64 fn = read_u64(ctx->ax + OFF_FUNCVAL_FN, g);
+    int zero = 0;
+    struct mct_reason_table *table = reason_table.lookup(&zero);
+    u32 reason = MCT_REASON_OTHER;
+    if (table) {
+#pragma unroll
+        for (int i = 0; i < MCT_REASON_OTHER; i++) {
+            if (table->pcs[i] && table->pcs[i] == fn) {
+                reason = i;
+                break;
+            }
+        }
+    }
+    if (reason == MCT_REASON_OTHER) {
+        if (g)
+            g->unknown_reasons++;
+        u64 one = 1;
+        u64 *seen = unknown_reason_pcs.lookup(&fn);
+        if (seen)
+            __sync_fetch_and_add(seen, 1);
+        else
+            unknown_reason_pcs.update(&fn, &one);
+    }
+    if (reason < MCT_REASONS)
+        counters->mcall_reasons[reason]++;
+
+    if (reason == MCT_REASON_PARK && g) {
+        u8 wait_reason = 0;
+        bpf_probe_read_user(&wait_reason, sizeof(wait_reason), (void *)(ctx->r14 + OFF_G_WAITREASON));
+        g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]++;
+    }
+    return 0;
+}
+
+/* runtime.gogo(buf *gobuf): the thread switches to a goroutine. R14 is still the old g (g0). */
+int on_gogo(struct pt_regs *ctx)
+{
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_GOGO);
+    struct current cur = {};
+    current_of(ctx->r14, &cur, g);
+    struct mct_p_counters *counters = counters_of(cur.p_id);
+    if (counters)
+        counters->switches++;
+    if (cur.m_id >= MCT_MAX_M)
+        return 0;
+    struct mct_m_state *state = m_state.lookup(&cur.m_id);
+    if (!state)
+        return 0;
+    if (state->findrunnable_start_ns) {
+        u64 elapsed = bpf_ktime_get_ns() - state->findrunnable_start_ns;
+        u32 looked_on = state->findrunnable_p;
+        struct mct_p_counters *looking = counters_of(looked_on);
+        if (looking) {
+            looking->findrunnable_ns += elapsed;
+            looking->findrunnable_timed++;
+            u32 bucket = log2_bucket(elapsed);
+            if (bucket < MCT_HIST_BUCKETS)
+                looking->findrunnable_hist[bucket]++;
+        }
+        state->findrunnable_start_ns = 0;
+    }
+    state->last_p = cur.p_id;
+    if (!state->registered) {
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        thread_m.update(&tid, &cur.m_id);
+        state->registered = 1;
+    }
+    return 0;
+}
+
+/* runtime.findRunnable(): a P looks for work (and may go idle). R14 is g0. */
+int on_findrunnable(struct pt_regs *ctx)
+{
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_FINDRUNNABLE);
+    struct current cur = {};
+    current_of(ctx->r14, &cur, g);
+    struct mct_p_counters *counters = counters_of(cur.p_id);
+    if (counters)
+        counters->findrunnable++;
+    remember_p_address(cur.p_id, cur.p);
+    if (cur.m_id >= MCT_MAX_M)
+        return 0;
+    struct mct_m_state *state = m_state.lookup(&cur.m_id);
+    if (state) {
+        state->findrunnable_start_ns = bpf_ktime_get_ns();
+        state->findrunnable_p = cur.p_id;
+    }
+    return 0;
+}
+
+/* runtime.runqsteal(pp, p2 *p, stealRunNextG bool) *g: RAX is the thief, RBX the victim. */
+int on_runqsteal(struct pt_regs *ctx)
+{
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_RUNQSTEAL);
+    u32 thief = p_slot_of(ctx->ax, g);
+    u32 victim = p_slot_of(ctx->bx, g);
+    struct mct_p_counters *counters = counters_of(thief);
+    if (counters)
+        counters->steal_attempts++;
+    struct mct_p_counters *victim_counters = counters_of(victim);
+    if (victim_counters)
+        victim_counters->victim_attempts++;
+
+    /* Remember the thief's run queue tail: at return, the stolen goroutines beyond the one
+     * returned sit between it and the new tail. Only the owner writes runqtail. */
+    struct current cur = {};
+    current_of(ctx->r14, &cur, g);
+    if (cur.m_id < MCT_MAX_M && ctx->ax) {
+        struct mct_m_state *state = m_state.lookup(&cur.m_id);
+        if (state)
+            state->steal_tail = read_u32(ctx->ax + OFF_P_RUNQTAIL, g);
+    }
+    return 0;
+}
+
+/* Each RET of runqsteal: RAX is the stolen g, or nil when nothing was stolen. */
+int on_runqsteal_ret(struct pt_regs *ctx)
+{
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_RUNQSTEAL_RET);
+    struct current cur = {};
+    current_of(ctx->r14, &cur, g);
+    struct mct_p_counters *counters = counters_of(cur.p_id);
+    if (!counters)
+        return 0;
+    if (!ctx->ax) {
+        counters->steal_failures++;
+        return 0;
+    }
+    counters->steal_successes++;
+    u64 stolen = 1;
+    if (cur.m_id < MCT_MAX_M && cur.p) {
+        struct mct_m_state *state = m_state.lookup(&cur.m_id);
+        if (state) {
+            u32 tail = read_u32(cur.p + OFF_P_RUNQTAIL, g);
+            u32 queued = tail - state->steal_tail;
+            if (queued < 256) /* a P's local run queue holds 256 */
+                stolen += queued;
+        }
+    }
+    counters->stolen_goroutines += stolen;
+    return 0;
+}
+
+/* A thread of the target moves between CPUs: count it against the P it last ran. */
+TRACEPOINT_PROBE(sched, sched_migrate_task)
+{
+    u32 tid = args->pid;
+    u32 *m_id = thread_m.lookup(&tid);
+    if (!m_id)
+        return 0;
+    struct mct_global_counters *g = globals();
+    count_hit(g, MCT_PROBE_MIGRATE);
+    u32 index = *m_id;
+    struct mct_m_state *state = m_state.lookup(&index);
+    u32 p_id = state ? state->last_p : MCT_NO_P;
+    struct mct_p_counters *counters = counters_of(p_id);
+    if (counters)
+        counters->migrations++;
+    return 0;
+}

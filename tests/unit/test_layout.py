@@ -1,0 +1,77 @@
+"""tracer/probes/layout.py mirrors bpf/mcalltrace.h: constants and struct fields, in order."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+import pytest
+
+from tracer.probes import layout
+
+HEADER = (Path(__file__).resolve().parents[2] / "bpf" / "mcalltrace.h").read_text()
+STRUCTS = {
+    "mct_p_counters": layout.PCounters,
+    "mct_global_counters": layout.GlobalCounters,
+    "mct_m_state": layout.MState,
+    "mct_reason_table": layout.ReasonTable,
+    "mct_p_address": layout.PAddress,
+}
+CONSTANTS = {
+    "MCT_REASONS": layout.REASONS,
+    "MCT_REASON_PARK": layout.REASON_PARK,
+    "MCT_WAIT_REASONS": layout.WAIT_REASONS,
+    "MCT_HIST_BUCKETS": layout.HIST_BUCKETS,
+    "MCT_PROBE_MCALL": layout.PROBE_MCALL,
+    "MCT_PROBE_GOGO": layout.PROBE_GOGO,
+    "MCT_PROBE_FINDRUNNABLE": layout.PROBE_FINDRUNNABLE,
+    "MCT_PROBE_RUNQSTEAL": layout.PROBE_RUNQSTEAL,
+    "MCT_PROBE_RUNQSTEAL_RET": layout.PROBE_RUNQSTEAL_RET,
+    "MCT_PROBE_MIGRATE": layout.PROBE_MIGRATE,
+    "MCT_PROBES": layout.PROBES,
+}
+
+
+def _defines() -> dict[str, str]:
+    return dict(re.findall(r"^#define (\w+) (.+?)(?:\s*/\*.*)?$", HEADER, flags=re.M))
+
+
+@pytest.mark.parametrize("name", sorted(CONSTANTS))
+def test_constants_match(name: str) -> None:
+    defines = _defines()
+    value = defines[name].strip()
+    expression = re.sub(r"\b(MCT_\w+)\b", lambda match: defines[match.group(1)], value)
+    assert eval(expression) == CONSTANTS[name]
+
+
+def _header_fields(struct: str) -> list[tuple[str, str, int]]:
+    body = re.search(rf"struct {struct} \{{(.*?)\n\}};", HEADER, flags=re.S)
+    assert body, struct
+    fields = []
+    for kind, name, count in re.findall(
+        r"^\s*(__u64|__u32)\s+(\w+)(?:\[(\w+)\])?;", body.group(1), flags=re.M
+    ):
+        length = 1
+        if count:
+            length = int(count) if count.isdigit() else CONSTANTS[count]
+        fields.append((name, kind, length))
+    return fields
+
+
+@pytest.mark.parametrize("struct", sorted(STRUCTS))
+def test_struct_fields_match_in_order(struct: str) -> None:
+    mirror = STRUCTS[struct]
+    expected = []
+    for name, kind in mirror._fields_:
+        length = getattr(kind, "_length_", 1)
+        base = kind._type_ if hasattr(kind, "_length_") else kind
+        expected.append((name, "__u64" if ctypes.sizeof(base) == 8 else "__u32", length))
+    assert _header_fields(struct) == expected
+
+
+def test_word_slices_cover_the_struct() -> None:
+    slices = layout.P_COUNTER_SLICES
+    assert slices["mcalls"] == slice(0, 1)
+    assert slices["mcall_reasons"] == slice(1, 1 + layout.REASONS)
+    assert max(piece.stop for piece in slices.values()) == layout.P_COUNTER_WORDS

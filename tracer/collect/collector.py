@@ -1,0 +1,181 @@
+"""Cumulative map reads in, one Snapshot per interval out: deltas, names and the cost estimate."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
+from tracer.collect.snapshot import NO_P, Cost, PSample, RuntimeState, Snapshot
+from tracer.probes import layout
+from tracer.probes.loader import RawCounters
+from tracer.probes.plan import ProbePlan
+
+# Seconds of CPU one probe hit costs the target, by kind of site (measured on this machine: a
+# uprobe on an instruction the kernel emulates about 0.42 µs, one it single-steps about 5 µs,
+# plus the handler itself). scripts/bench_overhead.py measures these per probe.
+EMULATED_HIT_SECONDS = 0.45e-6
+STEPPED_HIT_SECONDS = 5.0e-6
+TRACEPOINT_HIT_SECONDS = 0.15e-6
+
+_P = layout.P_COUNTER_SLICES
+_G = layout.GLOBAL_COUNTER_SLICES
+_SCALARS = (
+    ("mcall", "mcalls"),
+    ("switches", "switches"),
+    ("findrunnable", "findrunnable"),
+    ("findrunnable_ns", "findrunnable_ns"),
+    ("findrunnable_timed", "findrunnable_timed"),
+    ("steal_attempts", "steal_attempts"),
+    ("steal_successes", "steal_successes"),
+    ("steal_failures", "steal_failures"),
+    ("stolen_goroutines", "stolen_goroutines"),
+    ("victim_attempts", "victim_attempts"),
+    ("migrations", "migrations"),
+)
+
+
+def short_name(function: str) -> str:
+    return function.removeprefix("runtime.")
+
+
+def probe_costs(plan: ProbePlan) -> dict[int, float]:
+    """Estimated seconds per hit for each probe id of the BPF program."""
+
+    def site_cost(function: str) -> float:
+        probe = next(probe for probe in plan.probes if probe.function == function and not probe.at_return)
+        return EMULATED_HIT_SECONDS if probe.emulated else STEPPED_HIT_SECONDS
+
+    return {
+        layout.PROBE_MCALL: site_cost("runtime.mcall"),
+        layout.PROBE_GOGO: site_cost("runtime.gogo"),
+        layout.PROBE_FINDRUNNABLE: site_cost("runtime.findRunnable"),
+        layout.PROBE_RUNQSTEAL: site_cost("runtime.runqsteal"),
+        layout.PROBE_RUNQSTEAL_RET: STEPPED_HIT_SECONDS,
+        layout.PROBE_MIGRATE: TRACEPOINT_HIT_SECONDS,
+    }
+
+
+class Collector:
+    """Keeps the previous read; each new read becomes a Snapshot of the difference."""
+
+    def __init__(
+        self,
+        plan: ProbePlan,
+        name_of_pc: Callable[[int], str | None],
+        runtime: RuntimeReader | None,
+        learn_reason: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.name_of_pc = name_of_pc
+        self.runtime = runtime
+        self.learn_reason = learn_reason
+        self.reason_names = [short_name(name) if name else "" for name in plan.reason_names]
+        self.costs = probe_costs(plan)
+        self._previous: RawCounters | None = None
+        self._previous_cpu: float | None = None
+        self._previous_unknown: dict[int, int] = {}
+        self._learned: set[int] = set()
+        self.index = 0
+
+    def start(self, raw: RawCounters) -> None:
+        self._previous = raw
+        self._previous_unknown = dict(raw.unknown_reason_pcs)
+        self._previous_cpu = self.runtime.cpu_seconds() if self.runtime else None
+
+    def _learn(self, raw: RawCounters) -> None:
+        """Give mcall targets the table did not know a slot of their own, so later calls are
+        counted per P under their name instead of as "other"."""
+        if self.learn_reason is None:
+            return
+        for pc in sorted(raw.unknown_reason_pcs, key=lambda pc: -raw.unknown_reason_pcs[pc]):
+            if pc in self._learned:
+                continue
+            free = [slot for slot, name in enumerate(self.reason_names[: layout.REASON_OTHER]) if not name]
+            if not free:
+                return
+            name = self.name_of_pc(pc)
+            if name is None:
+                continue
+            self._learned.add(pc)
+            self.reason_names[free[0]] = short_name(name)
+            self.learn_reason(free[0], pc)
+
+    def _sample(self, p: int, now: tuple[int, ...], before: tuple[int, ...], state: PState | None) -> PSample:
+        delta = [after - earlier for after, earlier in zip(now, before, strict=True)]
+        reasons = {}
+        for slot, count in enumerate(delta[_P["mcall_reasons"]]):
+            if count:
+                name = self.reason_names[slot] or "other"
+                reasons[name] = reasons.get(name, 0) + count
+        values = {json_name: delta[_P[field]][0] for json_name, field in _SCALARS}
+        return PSample(
+            p=p,
+            mcall_by_reason=reasons,
+            findrunnable_hist=tuple(delta[_P["findrunnable_hist"]]),
+            status=state.status if state else None,
+            runq_length=state.runq_length if state else None,
+            schedtick=state.schedtick if state else None,
+            syscalltick=state.syscalltick if state else None,
+            **values,
+        )
+
+    def next(self, raw: RawCounters) -> Snapshot:
+        assert self._previous is not None, "start() first"
+        previous = self._previous
+        duration = (raw.monotonic_ns - previous.monotonic_ns) / 1e9
+        states: dict[int, PState] = {}
+        runtime = RuntimeState()
+        if self.runtime is not None:
+            # If the target has exited, the counters of its last interval still count.
+            with contextlib.suppress(TargetExited):
+                states, runtime = self.runtime.read(raw.p_addresses)
+
+        seen = {slot for slot in range(self.plan.max_p) if any(raw.per_p[slot]) or slot in states}
+        if runtime.gomaxprocs:
+            seen |= set(range(min(runtime.gomaxprocs, self.plan.max_p)))
+        per_p = tuple(
+            self._sample(slot, raw.per_p[slot], previous.per_p[slot], states.get(slot))
+            for slot in sorted(seen)
+        )
+        no_p = self._sample(NO_P, raw.per_p[self.plan.max_p], previous.per_p[self.plan.max_p], None)
+
+        global_delta = [after - earlier for after, earlier in zip(raw.globals, previous.globals, strict=True)]
+        wait_reasons = {}
+        for index, count in enumerate(global_delta[_G["wait_reasons"]]):
+            if count:
+                name = (
+                    self.plan.wait_reasons[index]
+                    if index < len(self.plan.wait_reasons)
+                    else f"waitReason({index})"
+                )
+                wait_reasons[name or "unknown"] = count
+        hits = global_delta[_G["probe_hits"]]
+        probe_hits = {layout.PROBE_NAMES[probe]: hits[probe] for probe in layout.PROBE_NAMES}
+        probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
+
+        cpu = self.runtime.cpu_seconds() if self.runtime else None
+        target_fraction = None
+        if cpu is not None and self._previous_cpu is not None and duration > 0:
+            target_fraction = (cpu - self._previous_cpu) / duration
+        self._previous_cpu = cpu
+
+        self._learn(raw)
+        self._previous = raw
+        self.index += 1
+        return Snapshot(
+            index=self.index,
+            time=time.time(),
+            duration=duration,
+            per_p=per_p,
+            no_p=no_p,
+            wait_reasons=wait_reasons,
+            probe_hits=probe_hits,
+            read_errors=global_delta[_G["read_errors"]][0],
+            runtime=runtime,
+            cost=Cost(
+                cpu_fraction=probe_seconds / duration if duration > 0 else 0.0,
+                target_cpu_fraction=target_fraction,
+            ),
+        )

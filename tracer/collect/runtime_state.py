@@ -1,0 +1,141 @@
+"""The scheduler's own state, read from the target's memory each interval (no probes involved).
+
+Per P: status, local run queue length (runqtail - runqhead, plus runnext), schedtick and
+syscalltick; globally: GOMAXPROCS, the global run queue, idle Ps, spinning and idle Ms — what
+GODEBUG=schedtrace prints, live. Ps are found through runtime.allp when .symtab locates it, else
+through the P addresses the probes have seen.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from tracer.collect.snapshot import P_STATUS_NAMES, RuntimeState
+from tracer.target.inspect import TargetInfo
+
+RUNQ_SIZE = 256  # len(p.runq) in every supported release
+
+
+class TargetExited(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PState:
+    status: str
+    runq_length: int
+    schedtick: int
+    syscalltick: int
+
+
+class RuntimeReader:
+    def __init__(self, pid: int, info: TargetInfo, load_bias: int) -> None:
+        self.pid = pid
+        self.offsets = info.offsets
+        self.bias = load_bias
+        self.allp = info.variables.get("runtime.allp")
+        self.sched = info.variables.get("runtime.sched")
+        self.gomaxprocs = info.variables.get("runtime.gomaxprocs")
+        try:
+            self._mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        except FileNotFoundError:
+            raise TargetExited(pid) from None
+        self._clock_ticks = os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        if self._mem >= 0:
+            os.close(self._mem)
+            self._mem = -1
+
+    def _read(self, address: int, size: int) -> bytes | None:
+        try:
+            data = os.pread(self._mem, size, address)
+        except OSError:
+            if not os.path.exists(f"/proc/{self.pid}"):
+                raise TargetExited(self.pid) from None
+            return None
+        return data if len(data) == size else None
+
+    def _u32(self, address: int) -> int | None:
+        data = self._read(address, 4)
+        return struct.unpack("<I", data)[0] if data else None
+
+    def _u64(self, address: int) -> int | None:
+        data = self._read(address, 8)
+        return struct.unpack("<Q", data)[0] if data else None
+
+    def p_addresses(self, seen_by_probes: dict[int, int]) -> dict[int, int]:
+        if self.allp is not None:
+            header = self._read(self.allp + self.bias, 16)
+            if header:
+                pointer, length = struct.unpack("<QQ", header)
+                if pointer and 0 < length <= 1 << 16:
+                    table = self._read(pointer, 8 * length)
+                    if table:
+                        return {
+                            index: address
+                            for index, address in enumerate(struct.unpack(f"<{length}Q", table))
+                        }
+        return dict(seen_by_probes)
+
+    def read_p(self, address: int) -> PState | None:
+        offsets = self.offsets
+        status = self._u32(address + offsets["p.status"])
+        ticks = self._read(address + offsets["p.schedtick"], 8)
+        queue = self._read(address + offsets["p.runqhead"], 8)
+        runnext = self._u64(address + offsets["p.runnext"])
+        if status is None or ticks is None or queue is None or runnext is None:
+            return None
+        schedtick, syscalltick = struct.unpack("<II", ticks)
+        head, tail = struct.unpack("<II", queue)
+        length = (tail - head) & 0xFFFFFFFF
+        if length > RUNQ_SIZE:  # read mid-update: head and tail from different moments
+            length = RUNQ_SIZE
+        return PState(
+            status=P_STATUS_NAMES.get(status, str(status)),
+            runq_length=length + (1 if runnext else 0),
+            schedtick=schedtick,
+            syscalltick=syscalltick,
+        )
+
+    def read(self, seen_by_probes: dict[int, int]) -> tuple[dict[int, PState], RuntimeState]:
+        states = {}
+        for p_id, address in self.p_addresses(seen_by_probes).items():
+            if address:
+                state = self.read_p(address)
+                if state is not None:
+                    states[p_id] = state
+        return states, self.read_global(len(states) or None)
+
+    def read_global(self, p_count: int | None) -> RuntimeState:
+        gomaxprocs = self._u32(self.gomaxprocs + self.bias) if self.gomaxprocs is not None else p_count
+        global_runq = idle_ps = spinning = idle_ms = None
+        if self.sched is not None:
+            base = self.sched + self.bias
+            global_runq = self._u32(base + self.offsets["schedt.runqsize"])
+            idle_ps = self._u32(base + self.offsets["schedt.npidle"])
+            spinning = self._u32(base + self.offsets["schedt.nmspinning"])
+            idle_ms = self._u32(base + self.offsets["schedt.nmidle"])
+        try:
+            threads = len(os.listdir(f"/proc/{self.pid}/task"))
+        except FileNotFoundError:
+            raise TargetExited(self.pid) from None
+        return RuntimeState(
+            gomaxprocs=gomaxprocs,
+            global_runq=global_runq,
+            idle_ps=idle_ps,
+            spinning_ms=spinning,
+            idle_ms=idle_ms,
+            threads=threads,
+        )
+
+    def cpu_seconds(self) -> float | None:
+        """The target's user+system CPU time so far."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._clock_ticks

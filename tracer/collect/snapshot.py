@@ -1,0 +1,196 @@
+"""Plain immutable snapshots: what every sink (live UI, recorder, trigger, exporters) consumes.
+
+One Snapshot per interval, counts being what happened in that interval. Nothing here imports bcc
+or touches the target, so replay and report build the same objects from a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+NO_P = -1  # PSample.p for events on threads that held no P
+
+# Counters that add up across intervals and across Ps.
+COUNTER_FIELDS = (
+    "mcall",
+    "switches",
+    "findrunnable",
+    "findrunnable_ns",
+    "findrunnable_timed",
+    "steal_attempts",
+    "steal_successes",
+    "steal_failures",
+    "stolen_goroutines",
+    "victim_attempts",
+    "migrations",
+)
+
+P_STATUS_NAMES = {0: "idle", 1: "running", 2: "syscall", 3: "gcstop", 4: "dead"}
+
+
+def _add_maps(left: dict[str, int], right: dict[str, int]) -> dict[str, int]:
+    merged = dict(left)
+    for key, value in right.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+@dataclass(frozen=True)
+class PSample:
+    """One P over one interval (or over a whole trace, in a summary)."""
+
+    p: int
+    mcall: int = 0
+    mcall_by_reason: dict[str, int] = field(default_factory=dict)
+    switches: int = 0
+    findrunnable: int = 0
+    findrunnable_ns: int = 0  # total time from findRunnable entry to the thread's next switch
+    findrunnable_timed: int = 0  # how many such intervals the total covers
+    findrunnable_hist: tuple[int, ...] = ()  # log2(ns) buckets of those intervals
+    steal_attempts: int = 0
+    steal_successes: int = 0
+    steal_failures: int = 0
+    stolen_goroutines: int = 0
+    victim_attempts: int = 0
+    migrations: int = 0
+    # Runtime state read from the target's memory at the end of the interval; None if unknown.
+    status: str | None = None
+    runq_length: int | None = None
+    schedtick: int | None = None
+    syscalltick: int | None = None
+
+    @property
+    def steal_failure_rate(self) -> float | None:
+        return self.steal_failures / self.steal_attempts if self.steal_attempts else None
+
+    @property
+    def findrunnable_mean_ns(self) -> float | None:
+        return self.findrunnable_ns / self.findrunnable_timed if self.findrunnable_timed else None
+
+    def plus(self, other: PSample) -> PSample:
+        """Counters added; runtime state taken from `other` (the later one)."""
+        counts = {name: getattr(self, name) + getattr(other, name) for name in COUNTER_FIELDS}
+        length = max(len(self.findrunnable_hist), len(other.findrunnable_hist))
+        hist = tuple(
+            (self.findrunnable_hist[i] if i < len(self.findrunnable_hist) else 0)
+            + (other.findrunnable_hist[i] if i < len(other.findrunnable_hist) else 0)
+            for i in range(length)
+        )
+        return replace(
+            other,
+            p=self.p,
+            mcall_by_reason=_add_maps(self.mcall_by_reason, other.mcall_by_reason),
+            findrunnable_hist=hist,
+            **counts,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data["findrunnable_hist"] = list(self.findrunnable_hist)
+        data["steal_failure_rate"] = self.steal_failure_rate
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PSample:
+        known = {item.name for item in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["findrunnable_hist"] = tuple(values.get("findrunnable_hist", ()))
+        values["mcall_by_reason"] = dict(values.get("mcall_by_reason", {}))
+        return cls(**values)
+
+
+def total_of(samples: Iterable[PSample], p: int = NO_P) -> PSample:
+    total = PSample(p=p)
+    for sample in samples:
+        total = total.plus(replace(sample, status=None, runq_length=None, schedtick=None, syscalltick=None))
+    return replace(total, p=p)
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """Scheduler-wide state read from the target's memory (what GODEBUG=schedtrace prints)."""
+
+    gomaxprocs: int | None = None
+    global_runq: int | None = None
+    idle_ps: int | None = None
+    spinning_ms: int | None = None
+    idle_ms: int | None = None
+    threads: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The tracer's estimated cost to the target: probe hits times the cost of each hit."""
+
+    cpu_fraction: float  # CPU-seconds per second spent in probes (fraction of one core)
+    target_cpu_fraction: float | None  # the target's own CPU use over the interval (cores)
+
+    @property
+    def share_of_target(self) -> float | None:
+        """Probe CPU as a share of the target's CPU time (what --overhead-budget bounds)."""
+        if not self.target_cpu_fraction:
+            return None
+        return self.cpu_fraction / self.target_cpu_fraction
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    index: int
+    time: float  # wall-clock seconds at the end of the interval
+    duration: float  # seconds the interval covered
+    per_p: tuple[PSample, ...]
+    no_p: PSample
+    wait_reasons: dict[str, int]
+    probe_hits: dict[str, int]
+    read_errors: int
+    runtime: RuntimeState
+    cost: Cost
+
+    @property
+    def totals(self) -> PSample:
+        return total_of((*self.per_p, self.no_p))
+
+    def rate(self, count: int) -> float:
+        return count / self.duration if self.duration > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "interval",
+            "index": self.index,
+            "time": self.time,
+            "duration": self.duration,
+            "totals": self.totals.to_json(),
+            "per_p": [sample.to_json() for sample in self.per_p],
+            "no_p": self.no_p.to_json(),
+            "wait_reasons": dict(self.wait_reasons),
+            "probe_hits": dict(self.probe_hits),
+            "read_errors": self.read_errors,
+            "runtime": self.runtime.to_json(),
+            "cost": {
+                "cpu_fraction": self.cost.cpu_fraction,
+                "target_cpu_fraction": self.cost.target_cpu_fraction,
+                "share_of_target": self.cost.share_of_target,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class TraceHeader:
+    """What a trace is of: shown by the UI header, written at the top of a record file."""
+
+    pid: int
+    binary: str
+    go_version: str
+    build_id: str | None
+    interval: float
+    max_p: int
+    probes: tuple[str, ...]  # "function@+offset (emulated|stepped)"
+    started: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}

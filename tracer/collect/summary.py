@@ -1,0 +1,54 @@
+"""Totals over a whole trace, built from snapshots: the `summary` object of --json and report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracer.collect.snapshot import NO_P, PSample, Snapshot, _add_maps, total_of
+
+
+class Summary:
+    """Accumulates snapshots; keeps per-P totals, never the snapshots themselves."""
+
+    def __init__(self) -> None:
+        self.per_p: dict[int, PSample] = {}
+        self.no_p = PSample(p=NO_P)
+        self.wait_reasons: dict[str, int] = {}
+        self.intervals = 0
+        self.duration = 0.0
+        self.probe_cpu_seconds = 0.0
+        self.target_cpu_seconds = 0.0
+
+    def add(self, snapshot: Snapshot) -> None:
+        for sample in snapshot.per_p:
+            previous = self.per_p.get(sample.p)
+            self.per_p[sample.p] = sample if previous is None else previous.plus(sample)
+        self.no_p = self.no_p.plus(snapshot.no_p)
+        self.wait_reasons = _add_maps(self.wait_reasons, snapshot.wait_reasons)
+        self.intervals += 1
+        self.duration += snapshot.duration
+        self.probe_cpu_seconds += snapshot.cost.cpu_fraction * snapshot.duration
+        if snapshot.cost.target_cpu_fraction is not None:
+            self.target_cpu_seconds += snapshot.cost.target_cpu_fraction * snapshot.duration
+
+    @property
+    def totals(self) -> PSample:
+        return total_of((*self.per_p.values(), self.no_p))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "intervals": self.intervals,
+            "duration": self.duration,
+            "totals": self.totals.to_json(),
+            "per_p": [self.per_p[p].to_json() for p in sorted(self.per_p)],
+            "no_p": self.no_p.to_json(),
+            "wait_reasons": dict(sorted(self.wait_reasons.items(), key=lambda item: -item[1])),
+            "cost": {
+                "probe_cpu_seconds": self.probe_cpu_seconds,
+                "target_cpu_seconds": self.target_cpu_seconds,
+                "share_of_target": (
+                    self.probe_cpu_seconds / self.target_cpu_seconds if self.target_cpu_seconds else None
+                ),
+            },
+        }

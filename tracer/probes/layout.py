@@ -1,0 +1,97 @@
+"""Python's mirror of bpf/mcalltrace.h: constants and map value layouts.
+
+tests/unit/test_layout.py parses the header and checks that every constant and struct field here
+matches it, in order.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+REASONS = 16
+REASON_OTHER = REASONS - 1
+REASON_PARK = 0
+WAIT_REASONS = 64
+HIST_BUCKETS = 32
+
+PROBE_MCALL = 0
+PROBE_GOGO = 1
+PROBE_FINDRUNNABLE = 2
+PROBE_RUNQSTEAL = 3
+PROBE_RUNQSTEAL_RET = 4
+PROBE_MIGRATE = 5
+PROBES = 8
+PROBE_NAMES = {
+    PROBE_MCALL: "mcall",
+    PROBE_GOGO: "gogo",
+    PROBE_FINDRUNNABLE: "findRunnable",
+    PROBE_RUNQSTEAL: "runqsteal",
+    PROBE_RUNQSTEAL_RET: "runqsteal_ret",
+    PROBE_MIGRATE: "sched_migrate_task",
+}
+
+u64 = ctypes.c_uint64
+u32 = ctypes.c_uint32
+
+
+class PCounters(ctypes.Structure):
+    _fields_ = [
+        ("mcalls", u64),
+        ("mcall_reasons", u64 * REASONS),
+        ("switches", u64),
+        ("findrunnable", u64),
+        ("findrunnable_ns", u64),
+        ("findrunnable_timed", u64),
+        ("findrunnable_hist", u64 * HIST_BUCKETS),
+        ("steal_attempts", u64),
+        ("steal_successes", u64),
+        ("steal_failures", u64),
+        ("stolen_goroutines", u64),
+        ("victim_attempts", u64),
+        ("migrations", u64),
+    ]
+
+
+class GlobalCounters(ctypes.Structure):
+    _fields_ = [
+        ("probe_hits", u64 * PROBES),
+        ("wait_reasons", u64 * WAIT_REASONS),
+        ("read_errors", u64),
+        ("unknown_reasons", u64),
+    ]
+
+
+class MState(ctypes.Structure):
+    _fields_ = [
+        ("findrunnable_start_ns", u64),
+        ("findrunnable_p", u32),
+        ("last_p", u32),
+        ("steal_tail", u32),
+        ("registered", u32),
+    ]
+
+
+class ReasonTable(ctypes.Structure):
+    _fields_ = [("pcs", u64 * REASONS)]
+
+
+class PAddress(ctypes.Structure):
+    _fields_ = [("address", u64)]
+
+
+# Field order of PCounters as flat u64 words, for summing per-CPU values without ctypes objects.
+P_COUNTER_WORDS = ctypes.sizeof(PCounters) // 8
+GLOBAL_COUNTER_WORDS = ctypes.sizeof(GlobalCounters) // 8
+
+
+def word_slices(structure: type[ctypes.Structure]) -> dict[str, slice]:
+    """Field name -> slice of u64 words, for structures made only of u64 and u64 arrays."""
+    slices: dict[str, slice] = {}
+    for name, _kind in structure._fields_:
+        field = getattr(structure, name)
+        slices[name] = slice(field.offset // 8, (field.offset + field.size) // 8)
+    return slices
+
+
+P_COUNTER_SLICES = word_slices(PCounters)
+GLOBAL_COUNTER_SLICES = word_slices(GlobalCounters)

@@ -1,0 +1,156 @@
+"""Turns a ProbePlan into kernel objects with bcc, and reads the maps back.
+
+The only module that imports bcc. Uprobes are attached by file offset through bcc's
+bpf_attach_uprobe (the perf uprobe PMU where the kernel has it, which leaves nothing behind in
+tracefs), each with the target's pid so the kernel only runs the handlers for its threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+
+from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
+from tracer.paths import bpf_dir, bpf_source
+from tracer.probes import layout
+from tracer.probes.plan import ProbePlan
+
+# Fixed per-CPU value sizes make the sums cheap: every counter is a u64.
+_P_WORDS = layout.P_COUNTER_WORDS
+_GLOBAL_WORDS = layout.GLOBAL_COUNTER_WORDS
+
+
+def _import_bcc():  # type: ignore[no-untyped-def]
+    try:
+        import bcc
+    except ImportError as err:
+        raise TracerError(
+            f"bcc is not importable ({err}): run scripts/setup.sh and use .venv/bin/mcalltrace "
+            "(bcc comes from Debian's python3-bpfcc)",
+            EXIT_KERNEL,
+        ) from None
+    return bcc
+
+
+@dataclass(frozen=True)
+class RawCounters:
+    """Cumulative counters as read from the maps at one instant."""
+
+    monotonic_ns: int
+    per_p: tuple[tuple[int, ...], ...]  # slot -> PCounters words, summed over CPUs (last slot: no P)
+    globals: tuple[int, ...]  # GlobalCounters words, summed over CPUs
+    unknown_reason_pcs: dict[int, int]
+    p_addresses: dict[int, int]  # P id -> address of its runtime.p, as the probes saw it
+
+
+class LoadedProbes:
+    """A compiled program with its probes attached to one process."""
+
+    def __init__(self, plan: ProbePlan, binary_path: str, pid: int) -> None:
+        if os.geteuid() != 0:
+            raise TracerError(
+                "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
+            )
+        self.plan = plan
+        self.pid = pid
+        self.binary_path = binary_path
+        bcc = _import_bcc()
+        self._lib = bcc.libbcc.lib
+        cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
+        try:
+            self._bpf = bcc.BPF(src_file=str(bpf_source("sched.bpf.c")).encode(), cflags=cflags)
+        except Exception as err:
+            raise TracerError(
+                f"could not compile or load the BPF program: {str(err).strip()[:300]}", EXIT_KERNEL
+            ) from None
+        self._uprobe_fds: list[int] = []
+        self.attach_seconds = 0.0
+        self._ncpu = bcc.utils.get_possible_cpus().__len__()
+        self._tables = {
+            name: self._bpf.get_table(name)
+            for name in ("p_counters", "global_counters", "reason_table", "p_addresses", "unknown_reason_pcs")
+        }
+
+    # ---- attach / detach ----------------------------------------------------------------------
+
+    def attach(self) -> None:
+        start = time.perf_counter()
+        bcc = _import_bcc()
+        path = self.binary_path.encode()
+        try:
+            for index, probe in enumerate(self.plan.probes):
+                function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
+                event = f"mct_{self.pid}_{index}_{probe.file_offset:x}".encode()
+                fd = self._lib.bpf_attach_uprobe(function.fd, 0, event, path, probe.file_offset, self.pid, 0)
+                if fd < 0:
+                    raise TracerError(
+                        f"could not attach a uprobe to {probe.function} at file offset "
+                        f"{probe.file_offset:#x} of {self.binary_path} "
+                        "(does the kernel support uprobes? try `mcalltrace doctor`)",
+                        EXIT_KERNEL,
+                    )
+                self._uprobe_fds.append(fd)
+        except BaseException:
+            self.close()
+            raise
+        # TRACEPOINT_PROBE handlers are attached by bcc when the program loads.
+        self.attach_seconds = time.perf_counter() - start
+
+    def close(self) -> None:
+        """Detach every probe and free the maps. Safe to call more than once."""
+        for fd in self._uprobe_fds:
+            self._lib.bpf_close_perf_event_fd(fd)
+        self._uprobe_fds = []
+        bpf = getattr(self, "_bpf", None)
+        if bpf is not None:
+            bpf.cleanup()
+            self._bpf = None
+
+    @property
+    def probe_count(self) -> int:
+        return len(self._uprobe_fds)
+
+    # ---- maps ---------------------------------------------------------------------------------
+
+    def set_reason_table(self, load_bias: int) -> None:
+        """Runtime PCs of mcall's targets: link-time addresses plus the PIE load bias."""
+        table = self._tables["reason_table"]
+        value = layout.ReasonTable()
+        for slot, address in enumerate(self.plan.reason_addresses):
+            value.pcs[slot] = address + load_bias if address else 0
+        table[ctypes.c_int(0)] = value
+
+    def set_reason(self, slot: int, pc: int) -> None:
+        """Name one more mcall target: calls to `pc` count in `slot` from now on."""
+        table = self._tables["reason_table"]
+        value = table[ctypes.c_int(0)]
+        value.pcs[slot] = pc
+        table[ctypes.c_int(0)] = value
+
+    def _percpu_words(self, table: object, key: int, words: int) -> tuple[int, ...]:
+        buffer = (ctypes.c_uint64 * (words * self._ncpu))()
+        key_value = ctypes.c_int(key)
+        if self._lib.bpf_lookup_elem(table.map_fd, ctypes.byref(key_value), buffer) != 0:  # type: ignore[attr-defined]
+            return (0,) * words
+        flat = memoryview(buffer).cast("B").cast("Q")
+        if self._ncpu == 1:
+            return tuple(flat)
+        return tuple(sum(flat[word::words]) for word in range(words))
+
+    def read(self) -> RawCounters:
+        per_p_table = self._tables["p_counters"]
+        per_p = tuple(self._percpu_words(per_p_table, slot, _P_WORDS) for slot in range(self.plan.max_p + 1))
+        global_words = self._percpu_words(self._tables["global_counters"], 0, _GLOBAL_WORDS)
+        unknown = {key.value: value.value for key, value in self._tables["unknown_reason_pcs"].items()}
+        addresses = {
+            key.value: value.address for key, value in self._tables["p_addresses"].items() if value.address
+        }
+        return RawCounters(
+            monotonic_ns=time.monotonic_ns(),
+            per_p=per_p,
+            globals=global_words,
+            unknown_reason_pcs=unknown,
+            p_addresses=addresses,
+        )

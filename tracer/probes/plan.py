@@ -1,0 +1,128 @@
+"""The probe plan: which instructions to probe, with which handler, and the BPF build flags.
+
+Pure: a TargetInfo in, an immutable ProbePlan out. Only the loader turns it into kernel objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracer.errors import UnsupportedTarget
+from tracer.probes import layout
+from tracer.target.inspect import TargetInfo
+from tracer.target.runtime_functions import MCALL_TARGETS
+
+# Offsets the BPF program is compiled with: key in TargetInfo.offsets -> -D name.
+BPF_OFFSETS = {
+    "g.m": "OFF_G_M",
+    "g.waitreason": "OFF_G_WAITREASON",
+    "m.p": "OFF_M_P",
+    "m.id": "OFF_M_ID",
+    "p.id": "OFF_P_ID",
+    "p.runqtail": "OFF_P_RUNQTAIL",
+    "funcval.fn": "OFF_FUNCVAL_FN",
+}
+
+# Which handler each probed function gets, and whether its RETs are probed too.
+HANDLERS: dict[str, tuple[str, str | None]] = {
+    "runtime.mcall": ("on_mcall", None),
+    "runtime.gogo": ("on_gogo", None),
+    "runtime.findRunnable": ("on_findrunnable", None),
+    "runtime.runqsteal": ("on_runqsteal", "on_runqsteal_ret"),
+}
+
+MIN_P_SLOTS = 8
+MAX_P_SLOTS = 1024
+MAX_M = 4096
+
+
+@dataclass(frozen=True)
+class Probe:
+    function: str
+    handler: str
+    address: int  # link-time address of the probed instruction
+    file_offset: int
+    instruction: str
+    emulated: bool
+    at_return: bool
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    probes: tuple[Probe, ...]
+    tracepoints: tuple[tuple[str, str], ...]  # (category, event)
+    defines: tuple[tuple[str, int], ...]
+    max_p: int
+    max_m: int
+    reason_names: tuple[str, ...]  # slot -> name; the last slot is "other"
+    reason_addresses: tuple[int, ...]  # slot -> link-time address (0: none in this binary)
+    wait_reasons: tuple[str, ...]
+
+    @property
+    def cflags(self) -> list[str]:
+        return [f"-D{name}={value}" for name, value in self.defines]
+
+
+def p_slots_for(gomaxprocs: int) -> int:
+    """A power of two that holds every P id, within the map-size bounds."""
+    slots = MIN_P_SLOTS
+    while slots < gomaxprocs and slots < MAX_P_SLOTS:
+        slots *= 2
+    return slots
+
+
+def build_plan(info: TargetInfo, gomaxprocs: int) -> ProbePlan:
+    missing = [key for key in BPF_OFFSETS if key not in info.offsets]
+    if missing:
+        raise UnsupportedTarget(
+            f"{info.binary}: no struct offsets for {info.go_version} ({', '.join(missing)}); "
+            "live tracing needs DWARF or an offsets-table entry for this release"
+        )
+    probes: list[Probe] = []
+    for function_name, (handler, ret_handler) in HANDLERS.items():
+        function = info.functions.get(function_name)
+        if function is None:
+            raise UnsupportedTarget(f"{info.binary}: {function_name} not found")
+        probes.append(
+            Probe(
+                function=function_name,
+                handler=handler,
+                address=function.address + function.probe.offset,
+                file_offset=function.file_offset + function.probe.offset,
+                instruction=function.probe.instruction,
+                emulated=function.probe.emulated,
+                at_return=False,
+            )
+        )
+        if ret_handler is not None:
+            for offset in function.ret_offsets:
+                # RET (0xC3) is not emulated: each return costs a single-step.
+                probes.append(
+                    Probe(
+                        function=function_name,
+                        handler=ret_handler,
+                        address=function.address + offset,
+                        file_offset=function.file_offset + offset,
+                        instruction="ret",
+                        emulated=False,
+                        at_return=True,
+                    )
+                )
+    max_p = p_slots_for(gomaxprocs)
+    defines = [(BPF_OFFSETS[key], info.offsets[key]) for key in BPF_OFFSETS]
+    defines += [("MCT_MAX_P", max_p), ("MCT_MAX_M", MAX_M)]
+
+    names = list(MCALL_TARGETS[: layout.REASONS - 1])
+    names += [""] * (layout.REASONS - 1 - len(names))
+    reason_names = (*names, "other")
+    reason_addresses = tuple(info.mcall_targets.get(name, 0) if name else 0 for name in reason_names)
+    return ProbePlan(
+        probes=tuple(probes),
+        tracepoints=(("sched", "sched_migrate_task"),),
+        defines=tuple(defines),
+        max_p=max_p,
+        max_m=MAX_M,
+        reason_names=reason_names,
+        reason_addresses=reason_addresses,
+        wait_reasons=info.wait_reasons,
+    )

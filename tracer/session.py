@@ -1,0 +1,186 @@
+"""The one loop: a source of snapshots feeding every sink, until the trace ends.
+
+LiveSource attaches to a process (by pid, or one `run` holds before exec) and yields a Snapshot
+per interval. It ends when the target exits, the duration passes, or `stop` is set (Ctrl-C,
+SIGTERM); probes are detached in every case, and the last, partial interval is still delivered.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from tracer.collect.collector import Collector
+from tracer.collect.runtime_state import RuntimeReader
+from tracer.collect.snapshot import Snapshot, TraceHeader
+from tracer.collect.summary import Summary
+from tracer.errors import NoTarget
+from tracer.probes.plan import ProbePlan, build_plan
+from tracer.sinks.base import Sink
+from tracer.spawn import HeldProgram
+from tracer.target.elfimage import ElfImage
+from tracer.target.functions import GoFunctions
+from tracer.target.inspect import TargetInfo, inspect_target
+from tracer.target.process import load_bias, process_alive
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    interval: float = 1.0
+    duration: float | None = None
+
+
+def _gomaxprocs_hint(pid: int | None) -> int:
+    """Enough P slots: the CPU count, or GOMAXPROCS from the target's environment if larger."""
+    hint = os.cpu_count() or 1
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                for entry in environ.read().split(b"\0"):
+                    if entry.startswith(b"GOMAXPROCS="):
+                        hint = max(hint, int(entry.split(b"=", 1)[1] or 0))
+        except (OSError, ValueError):
+            pass
+    return hint
+
+
+class _PcNamer:
+    """Names runtime PCs through the binary's .gopclntab (for mcall targets the plan lacks)."""
+
+    def __init__(self, path: str, bias: int) -> None:
+        self.path = path
+        self.bias = bias
+        self._functions: GoFunctions | None = None
+
+    def __call__(self, pc: int) -> str | None:
+        if self._functions is None:
+            self._functions = GoFunctions(ElfImage(self.path))
+        return self._functions.pclntab.function_at(pc - self.bias)
+
+
+class LiveSource:
+    def __init__(
+        self, options: TraceOptions, pid: int | None = None, program: HeldProgram | None = None
+    ) -> None:
+        from tracer.probes.loader import LoadedProbes  # bcc: only here
+
+        self.options = options
+        self.program = program
+        self.end_reason = "stopped"
+        if program is not None:
+            info = inspect_target(path=program.path)
+            self.pid = program.pid
+            attach_path = program.path
+        else:
+            assert pid is not None
+            info = inspect_target(pid=pid)
+            self.pid = pid
+            attach_path = f"/proc/{pid}/exe"
+        self.info: TargetInfo = info
+        self.plan: ProbePlan = build_plan(info, _gomaxprocs_hint(None if program else pid))
+        self.probes = LoadedProbes(self.plan, attach_path, self.pid)
+        self.runtime: RuntimeReader | None = None
+        started = time.monotonic()
+        try:
+            self.probes.attach()
+            if program is not None:
+                expected = os.stat(program.path).st_ino
+                program.release()
+                self.bias = load_bias(self.pid, info, wait_seconds=10.0, expected_inode=expected)
+            else:
+                self.bias = load_bias(self.pid, info)
+            self.probes.set_reason_table(self.bias)
+            self.runtime = RuntimeReader(self.pid, info, self.bias)
+        except BaseException:
+            self.close()
+            raise
+        self.attach_seconds = time.monotonic() - started
+        self.collector = Collector(
+            self.plan,
+            _PcNamer(attach_path if program is None else program.path, self.bias),
+            self.runtime,
+            learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
+        )
+        self.header = TraceHeader(
+            pid=self.pid,
+            binary=info.binary,
+            go_version=str(info.go_version),
+            build_id=info.build_id,
+            interval=options.interval,
+            max_p=self.plan.max_p,
+            probes=tuple(
+                f"{probe.function}+{probe.address - info.functions[probe.function].address}"
+                f" ({'emulated' if probe.emulated else 'stepped'})"
+                for probe in self.plan.probes
+            ),
+            started=time.time(),
+        )
+
+    def _target_gone(self) -> bool:
+        if self.program is not None:
+            return self.program.poll() is not None
+        return not process_alive(self.pid)
+
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        self.collector.start(self.probes.read())
+        start = time.monotonic()
+        tick = 0
+        while True:
+            tick += 1
+            deadline = start + tick * self.options.interval
+            if self.options.duration is not None:
+                deadline = min(deadline, start + self.options.duration)
+            ended = None
+            while ended is None:
+                remaining = deadline - time.monotonic()
+                if stop.wait(timeout=min(max(remaining, 0), 0.1)):
+                    ended = "stopped"
+                elif self._target_gone():
+                    ended = "target exited"
+                elif remaining <= 0:
+                    break
+            yield self.collector.next(self.probes.read())
+            if ended is not None:
+                self.end_reason = ended
+                return
+            if self.options.duration is not None and time.monotonic() - start >= self.options.duration - 1e-3:
+                self.end_reason = "duration reached"
+                return
+
+    def close(self) -> None:
+        self.probes.close()
+        if self.runtime is not None:
+            self.runtime.close()
+
+
+def run_session(source: LiveSource, sinks: Sequence[Sink], stop: threading.Event) -> tuple[Summary, str]:
+    summary = Summary()
+    for sink in sinks:
+        sink.start(source.header)
+    try:
+        for snapshot in source.snapshots(stop):
+            summary.add(snapshot)
+            for sink in sinks:
+                sink.update(snapshot)
+    finally:
+        source.close()
+    reason = source.end_reason
+    for sink in sinks:
+        sink.finish(summary, reason)
+    return summary, reason
+
+
+def open_live(options: TraceOptions, pid: int | None = None, argv: list[str] | None = None) -> LiveSource:
+    if argv is not None:
+        program = HeldProgram(argv)
+        try:
+            return LiveSource(options, program=program)
+        except BaseException:
+            program.stop()
+            raise
+    if pid is None:
+        raise NoTarget("give --pid PID, or `run -- PROG ARGS`")
+    return LiveSource(options, pid=pid)

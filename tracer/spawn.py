@@ -1,0 +1,82 @@
+"""`mcalltrace run -- PROG ARGS`: start a program held just before exec, so probes are attached
+before its first instruction; its stdin, stdout and stderr are the tracer's own, untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+
+from tracer.errors import NoTarget
+
+
+class HeldProgram:
+    def __init__(self, argv: list[str]) -> None:
+        if not argv:
+            raise NoTarget("run: give the program to start after --")
+        path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+        if path is None or not os.path.isfile(path):
+            raise NoTarget(f"{argv[0]}: no such program")
+        self.path = os.path.realpath(path)
+        self.argv = argv
+        self.exit_code: int | None = None
+        go_read, self._go = os.pipe()
+        self._error, error_write = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: wait for the word, then become the program
+            try:
+                os.close(self._go)
+                os.close(self._error)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if os.read(go_read, 1) != b"x":
+                    os._exit(125)  # the tracer gave up before starting us
+                os.close(go_read)
+                os.execv(self.path, argv)
+            except OSError as err:
+                os.write(error_write, f"{argv[0]}: {err.strerror}".encode())
+            finally:
+                os._exit(127)
+        os.close(go_read)
+        os.close(error_write)
+
+    def release(self) -> None:
+        """Let the program exec; raises if exec failed."""
+        os.write(self._go, b"x")
+        os.close(self._go)
+        self._go = -1
+        message = os.read(self._error, 4096)
+        os.close(self._error)
+        if message:
+            self.wait()
+            raise NoTarget(message.decode(errors="replace"))
+
+    def poll(self) -> int | None:
+        if self.exit_code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+        return self.exit_code
+
+    def wait(self) -> int:
+        if self.exit_code is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
+        return self.exit_code
+
+    def stop(self, grace_seconds: float = 5.0) -> int:
+        """End the program if it still runs (SIGTERM, then SIGKILL); its exit code."""
+        if self._go >= 0:  # never released: it is still waiting before exec
+            os.close(self._go)
+            self._go = -1
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_seconds
+            while self.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self.poll() is None:
+                os.kill(self.pid, signal.SIGKILL)
+        return self.wait()
