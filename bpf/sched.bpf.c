@@ -10,11 +10,17 @@
  *   GOGO_G_IN_DX          1 when gogo's probe site is past `MOVQ gobuf_g(BX), DX`
  *
  * The current g is R14 under Go's register ABI; its P is g.m.p. Aggregation is in per-CPU
- * arrays indexed by P id: a uprobe handler cannot migrate, so plain increments are safe.
+ * arrays indexed by P id. A uprobe handler cannot migrate but can be preempted (the kernel runs
+ * it with migration, not preemption, disabled), and another task's handler on the same CPU may
+ * then update the same slot: counters are added atomically (an uncontended lock xadd on
+ * CPU-local memory).
  */
 #include <uapi/linux/ptrace.h>
 
 #include "mcalltrace.h"
+
+#define ADD(field, amount) __sync_fetch_and_add(&(field), (amount))
+#define INC(field) ADD(field, 1)
 
 BPF_PERCPU_ARRAY(p_counters, struct mct_p_counters, MCT_P_SLOTS);
 BPF_PERCPU_ARRAY(global_counters, struct mct_global_counters, 1);
@@ -44,7 +50,7 @@ static __always_inline u64 read_u64(u64 address, struct mct_global_counters *g)
 {
     u64 value = 0;
     if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
-        g->read_errors++;
+        INC(g->read_errors);
     return value;
 }
 
@@ -52,7 +58,7 @@ static __always_inline u32 read_u32(u64 address, struct mct_global_counters *g)
 {
     u32 value = 0;
     if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
-        g->read_errors++;
+        INC(g->read_errors);
     return value;
 }
 
@@ -82,7 +88,7 @@ static __always_inline struct mct_p_counters *counters_of(u32 p_id)
 static __always_inline void count_hit(struct mct_global_counters *g, int probe)
 {
     if (g && probe < MCT_PROBES)
-        g->probe_hits[probe]++;
+        INC(g->probe_hits[probe]);
 }
 
 static __always_inline void remember_p_address(u32 p_id, u64 p)
@@ -117,7 +123,7 @@ int on_mcall(struct pt_regs *ctx)
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (!counters)
         return 0;
-    counters->mcalls++;
+    INC(counters->mcalls);
 
     u64 fn = read_u64(ctx->ax + OFF_FUNCVAL_FN, g);
     int zero = 0;
@@ -134,7 +140,7 @@ int on_mcall(struct pt_regs *ctx)
     }
     if (reason == MCT_REASON_OTHER) {
         if (g)
-            g->unknown_reasons++;
+            INC(g->unknown_reasons);
         u64 one = 1;
         u64 *seen = unknown_reason_pcs.lookup(&fn);
         if (seen)
@@ -143,12 +149,12 @@ int on_mcall(struct pt_regs *ctx)
             unknown_reason_pcs.update(&fn, &one);
     }
     if (reason < MCT_REASONS)
-        counters->mcall_reasons[reason]++;
+        INC(counters->mcall_reasons[reason]);
 
     if (reason == MCT_REASON_PARK && g) {
         u8 wait_reason = 0;
         bpf_probe_read_user(&wait_reason, sizeof(wait_reason), (void *)(ctx->r14 + OFF_G_WAITREASON));
-        g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]++;
+        INC(g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]);
     }
     return 0;
 }
@@ -162,7 +168,7 @@ int on_gogo(struct pt_regs *ctx)
     current_of(ctx->r14, &cur, g);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (counters)
-        counters->switches++;
+        INC(counters->switches);
     if (cur.m_id >= MCT_MAX_M)
         return 0;
     struct mct_m_state *state = m_state.lookup(&cur.m_id);
@@ -173,11 +179,11 @@ int on_gogo(struct pt_regs *ctx)
         u32 looked_on = state->findrunnable_p;
         struct mct_p_counters *looking = counters_of(looked_on);
         if (looking) {
-            looking->findrunnable_ns += elapsed;
-            looking->findrunnable_timed++;
+            ADD(looking->findrunnable_ns, elapsed);
+            INC(looking->findrunnable_timed);
             u32 bucket = log2_bucket(elapsed);
             if (bucket < MCT_HIST_BUCKETS)
-                looking->findrunnable_hist[bucket]++;
+                INC(looking->findrunnable_hist[bucket]);
         }
         state->findrunnable_start_ns = 0;
     }
@@ -199,7 +205,7 @@ int on_findrunnable(struct pt_regs *ctx)
     current_of(ctx->r14, &cur, g);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (counters)
-        counters->findrunnable++;
+        INC(counters->findrunnable);
     remember_p_address(cur.p_id, cur.p);
     if (cur.m_id >= MCT_MAX_M)
         return 0;
@@ -220,10 +226,10 @@ int on_runqsteal(struct pt_regs *ctx)
     u32 victim = p_slot_of(ctx->bx, g);
     struct mct_p_counters *counters = counters_of(thief);
     if (counters)
-        counters->steal_attempts++;
+        INC(counters->steal_attempts);
     struct mct_p_counters *victim_counters = counters_of(victim);
     if (victim_counters)
-        victim_counters->victim_attempts++;
+        INC(victim_counters->victim_attempts);
 
     /* Remember the thief's run queue tail: at return, the stolen goroutines beyond the one
      * returned sit between it and the new tail. Only the owner writes runqtail. */
@@ -248,10 +254,10 @@ int on_runqsteal_ret(struct pt_regs *ctx)
     if (!counters)
         return 0;
     if (!ctx->ax) {
-        counters->steal_failures++;
+        INC(counters->steal_failures);
         return 0;
     }
-    counters->steal_successes++;
+    INC(counters->steal_successes);
     u64 stolen = 1;
     if (cur.m_id < MCT_MAX_M && cur.p) {
         struct mct_m_state *state = m_state.lookup(&cur.m_id);
@@ -262,7 +268,7 @@ int on_runqsteal_ret(struct pt_regs *ctx)
                 stolen += queued;
         }
     }
-    counters->stolen_goroutines += stolen;
+    ADD(counters->stolen_goroutines, stolen);
     return 0;
 }
 
@@ -280,6 +286,6 @@ TRACEPOINT_PROBE(sched, sched_migrate_task)
     u32 p_id = state ? state->last_p : MCT_NO_P;
     struct mct_p_counters *counters = counters_of(p_id);
     if (counters)
-        counters->migrations++;
+        INC(counters->migrations);
     return 0;
 }

@@ -104,6 +104,8 @@ class LiveSource:
             self.runtime,
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
         )
+        # The baseline is read before anyone is told the probes are in: counting starts here.
+        self.collector.start(self.probes.read())
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,
@@ -125,7 +127,6 @@ class LiveSource:
         return not process_alive(self.pid)
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
-        self.collector.start(self.probes.read())
         start = time.monotonic()
         tick = 0
         while True:

@@ -116,6 +116,7 @@ class Collector:
             findrunnable_hist=tuple(delta[_P["findrunnable_hist"]]),
             status=state.status if state else None,
             runq_length=state.runq_length if state else None,
+            runnext=state.runnext if state else None,
             schedtick=state.schedtick if state else None,
             syscalltick=state.syscalltick if state else None,
             **values,

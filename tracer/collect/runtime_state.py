@@ -26,6 +26,7 @@ class TargetExited(Exception):
 class PState:
     status: str
     runq_length: int
+    runnext: bool
     schedtick: int
     syscalltick: int
 
@@ -96,6 +97,7 @@ class RuntimeReader:
         return PState(
             status=P_STATUS_NAMES.get(status, str(status)),
             runq_length=length + (1 if runnext else 0),
+            runnext=bool(runnext),
             schedtick=schedtick,
             syscalltick=syscalltick,
         )

@@ -57,7 +57,8 @@ class PSample:
     migrations: int = 0
     # Runtime state read from the target's memory at the end of the interval; None if unknown.
     status: str | None = None
-    runq_length: int | None = None
+    runq_length: int | None = None  # runqtail - runqhead, plus one if runnext holds a goroutine
+    runnext: bool | None = None
     schedtick: int | None = None
     syscalltick: int | None = None
 
@@ -104,7 +105,9 @@ class PSample:
 def total_of(samples: Iterable[PSample], p: int = NO_P) -> PSample:
     total = PSample(p=p)
     for sample in samples:
-        total = total.plus(replace(sample, status=None, runq_length=None, schedtick=None, syscalltick=None))
+        total = total.plus(
+            replace(sample, status=None, runq_length=None, runnext=None, schedtick=None, syscalltick=None)
+        )
     return replace(total, p=p)
 
 

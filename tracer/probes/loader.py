@@ -45,8 +45,28 @@ class RawCounters:
     p_addresses: dict[int, int]  # P id -> address of its runtime.p, as the probes saw it
 
 
+# Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
+# to many targets of the same Go release (the tests) reuses the compiled object, whose maps are
+# reset on every attach.
+_COMPILED: dict[tuple[tuple[str, int], ...], object] = {}
+
+
+def _compile(plan: ProbePlan, bcc):  # type: ignore[no-untyped-def]
+    compiled = _COMPILED.get(plan.defines)
+    if compiled is None:
+        cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
+        try:
+            compiled = bcc.BPF(src_file=str(bpf_source("sched.bpf.c")).encode(), cflags=cflags)
+        except Exception as err:
+            raise TracerError(
+                f"could not compile or load the BPF program: {str(err).strip()[:300]}", EXIT_KERNEL
+            ) from None
+        _COMPILED[plan.defines] = compiled
+    return compiled
+
+
 class LoadedProbes:
-    """A compiled program with its probes attached to one process."""
+    """A compiled program, attachable to one process at a time."""
 
     def __init__(self, plan: ProbePlan, binary_path: str, pid: int) -> None:
         if os.geteuid() != 0:
@@ -58,27 +78,35 @@ class LoadedProbes:
         self.binary_path = binary_path
         bcc = _import_bcc()
         self._lib = bcc.libbcc.lib
-        cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
-        try:
-            self._bpf = bcc.BPF(src_file=str(bpf_source("sched.bpf.c")).encode(), cflags=cflags)
-        except Exception as err:
-            raise TracerError(
-                f"could not compile or load the BPF program: {str(err).strip()[:300]}", EXIT_KERNEL
-            ) from None
+        self._bpf = _compile(plan, bcc)
         self._uprobe_fds: list[int] = []
         self.attach_seconds = 0.0
-        self._ncpu = bcc.utils.get_possible_cpus().__len__()
+        self._ncpu = len(bcc.utils.get_possible_cpus())
         self._tables = {
-            name: self._bpf.get_table(name)
-            for name in ("p_counters", "global_counters", "reason_table", "p_addresses", "unknown_reason_pcs")
+            name: self._bpf.get_table(name.encode())
+            for name in (
+                "p_counters",
+                "global_counters",
+                "reason_table",
+                "p_addresses",
+                "unknown_reason_pcs",
+                "m_state",
+                "thread_m",
+            )
         }
 
     # ---- attach / detach ----------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        """Forget what a previous target left in the maps (counters are read as deltas)."""
+        for name in ("p_addresses", "m_state", "thread_m", "unknown_reason_pcs"):
+            self._tables[name].clear()
 
     def attach(self) -> None:
         start = time.perf_counter()
         bcc = _import_bcc()
         path = self.binary_path.encode()
+        self._reset_state()
         try:
             for index, probe in enumerate(self.plan.probes):
                 function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
@@ -93,20 +121,26 @@ class LoadedProbes:
                     )
                 self._uprobe_fds.append(fd)
         except BaseException:
-            self.close()
+            self.detach()
             raise
-        # TRACEPOINT_PROBE handlers are attached by bcc when the program loads.
+        # TRACEPOINT_PROBE handlers were attached by bcc when the program loaded; they only count
+        # threads registered in thread_m, so an idle compiled program costs next to nothing.
         self.attach_seconds = time.perf_counter() - start
 
-    def close(self) -> None:
-        """Detach every probe and free the maps. Safe to call more than once."""
-        for fd in self._uprobe_fds:
+    def detach(self) -> None:
+        """Remove every uprobe from the target. Safe to call more than once.
+
+        Each removal waits for RCU grace periods in the kernel (about 0.1 s a probe here, and
+        they serialize), so detaching takes a moment; the target runs on meanwhile.
+        """
+        fds, self._uprobe_fds = self._uprobe_fds, []
+        for fd in fds:
             self._lib.bpf_close_perf_event_fd(fd)
-        self._uprobe_fds = []
-        bpf = getattr(self, "_bpf", None)
-        if bpf is not None:
-            bpf.cleanup()
-            self._bpf = None
+
+    def close(self) -> None:
+        """Detach, and unload the program unless it is shared with a later attach."""
+        self.detach()
+        self._reset_state()
 
     @property
     def probe_count(self) -> int:

@@ -1,0 +1,156 @@
+package main
+
+// Scenarios with a ground truth the integration tests check mcalltrace against. Each waits for
+// "GO" on stdin (so the tracer can attach first), does its work, prints "DONE", and then waits
+// for stdin to close.
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/trace"
+	"sync"
+	"time"
+)
+
+var stdin = bufio.NewReader(os.Stdin)
+
+func waitForGo() {
+	fmt.Println("READY")
+	for {
+		line, err := stdin.ReadString('\n')
+		if err != nil {
+			os.Exit(3)
+		}
+		if line == "GO\n" {
+			return
+		}
+	}
+}
+
+func done() {
+	fmt.Println("DONE")
+	_, _ = io.Copy(io.Discard, stdin)
+}
+
+// exits starts exactly n goroutines, each of which exits at once.
+func exits(n int) {
+	waitForGo()
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go wg.Done()
+	}
+	wg.Wait()
+	done()
+}
+
+func spin(iterations int) uint64 {
+	var x uint64 = 1
+	for i := 0; i < iterations; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
+}
+
+// steal spawns bursts from a single goroutine, so they queue on its P and the idle Ps steal.
+func steal(bursts, size int) {
+	waitForGo()
+	var total uint64
+	var mu sync.Mutex
+	for b := 0; b < bursts; b++ {
+		var wg sync.WaitGroup
+		wg.Add(size)
+		for i := 0; i < size; i++ {
+			go func() {
+				x := spin(20000)
+				mu.Lock()
+				total += x
+				mu.Unlock()
+				wg.Done()
+			}()
+		}
+		wg.Wait()
+		time.Sleep(2 * time.Millisecond)
+	}
+	done()
+}
+
+// runq builds a run-queue state that stays put: with async preemption off (GODEBUG), goroutines
+// that spin without calls are never descheduled, so the queued ones stay queued.
+func runq(hogs int) {
+	for i := 0; i < hogs; i++ {
+		go func() {
+			for {
+				spinForever()
+			}
+		}()
+	}
+	fmt.Println("READY")
+	spinForever()
+}
+
+//go:noinline
+func spinForever() {
+	var x uint64
+	for {
+		x = x*6364136223846793005 + 1
+	}
+}
+
+// traced runs a scheduler-heavy workload under runtime/trace, writing the trace to path.
+func traced(path string, goroutines int) {
+	waitForGo()
+	file, err := os.Create(path)
+	if err != nil {
+		panic(err)
+	}
+	if err := trace.Start(file); err != nil {
+		panic(err)
+	}
+	for round := 0; round < 20; round++ {
+		spawn(goroutines / 20)
+		pingPong(200)
+	}
+	trace.Stop()
+	file.Close()
+	done()
+}
+
+// busy spawns and ping-pongs until stdin closes, then exits 0.
+func busy() {
+	closed := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, stdin); close(closed) }()
+	fmt.Println("READY")
+	for {
+		select {
+		case <-closed:
+			return
+		default:
+		}
+		spawn(50)
+		pingPong(50)
+	}
+}
+
+func runScenario(name string, count int, path string) bool {
+	switch name {
+	case "busy":
+		busy()
+	case "exits":
+		exits(count)
+	case "steal":
+		steal(count, 64)
+	case "runq":
+		runq(count)
+	case "traced":
+		traced(path, count)
+	case "gomaxprocs":
+		fmt.Println(runtime.GOMAXPROCS(0))
+	default:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,152 @@
+"""Helpers for live-tracing tests: a scenario process and a tracer process, with line timeouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def require_root_and_bcc() -> None:
+    required = os.environ.get("MCALLTRACE_REQUIRE_TOOLCHAINS") == "1"
+    problem = None
+    if os.geteuid() != 0:
+        problem = "live tracing tests need root"
+    else:
+        try:
+            import bcc  # noqa: F401
+        except ImportError:
+            problem = "bcc is not importable (run scripts/setup.sh and use .venv)"
+    if problem:
+        if required:
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+class LineReader:
+    """Reads a pipe's lines on a thread so tests can wait with a timeout."""
+
+    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next(self, timeout: float) -> str | None:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout}s; so far: {self.seen[-5:]}") from None
+        if line is not None:
+            self.seen.append(line)
+        return line
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        while True:
+            line = self.next(timeout)
+            if line is None:
+                raise AssertionError(f"stream ended before {text!r}; got {self.seen[-5:]}")
+            if line.strip() == text:
+                return
+
+    def rest(self, timeout: float) -> list[str]:
+        lines = []
+        while True:
+            line = self.next(timeout)
+            if line is None:
+                return lines
+            lines.append(line)
+
+
+class Scenario:
+    def __init__(self, binary: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [str(binary), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.process.stdout is not None
+        self.output = LineReader(self.process.stdout)
+        self.output.wait_for("READY")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def close(self, timeout: float = 30) -> int:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class Tracer:
+    """`mcalltrace --pid PID --json` as a user would run it."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracer.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert self.process.stdout is not None
+        self.output = LineReader(self.process.stdout)
+
+    def wait_attached(self, timeout: float = 90) -> dict[str, Any]:
+        line = self.output.next(timeout)
+        if line is None:
+            self.process.wait()
+            assert self.process.stderr is not None
+            raise AssertionError(f"tracer exited before attaching: {self.process.stderr.read()}")
+        header = json.loads(line)
+        assert header["type"] == "header"
+        return header
+
+    def signal(self, number: int = signal.SIGINT) -> None:
+        self.process.send_signal(number)
+
+    def finish(self, timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
+        lines = self.output.rest(timeout)
+        code = self.process.wait(timeout=timeout)
+        assert self.process.stderr is not None
+        self.stderr = self.process.stderr.read()
+        return code, [json.loads(line) for line in lines]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def summary_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    summaries = [item for item in objects if item["type"] == "summary"]
+    assert len(summaries) == 1, objects[-3:]
+    return summaries[0]

@@ -1,0 +1,298 @@
+"""Live tracing with real BPF against Go programs the tests build, checked against ground truth:
+goroutines the program started, Ps it has, runtime/trace and GODEBUG=schedtrace of the same run."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    ALL_MODES,
+    ALL_VERSIONS,
+    GoPrograms,
+    assert_one_line_error,
+    run_cli,
+    toolchain_or_skip,
+)
+from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of
+from tracer.errors import EXIT_NO_TARGET, EXIT_PERMISSION, EXIT_UNSUPPORTED
+from tracer.probes.layout import P_COUNTER_SLICES
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+
+@pytest.fixture(autouse=True)
+def _root_and_bcc() -> None:
+    require_root_and_bcc()
+
+
+def traced_run(
+    binary: Path, scenario_args: list[str], env: dict[str, str] | None = None, interval: str = "0.25s"
+) -> tuple[dict, list[dict], Scenario]:
+    """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario)."""
+    scenario = Scenario(binary, *scenario_args, env=env)
+    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval)
+    try:
+        tracer.wait_attached()
+        scenario.send("GO")
+        scenario.output.wait_for("DONE", timeout=120)
+        assert scenario.close() == 0
+        code, objects = tracer.finish()
+    finally:
+        scenario.kill()
+        tracer.kill()
+    assert code == 0, tracer.stderr
+    summary = summary_of(objects)
+    assert summary["end_reason"] == "target exited"
+    return summary, [item for item in objects if item["type"] == "interval"], scenario
+
+
+@pytest.mark.parametrize("mode", ["default", "stripped"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_every_exiting_goroutine_is_one_goexit0_mcall(
+    go_programs: GoPrograms, version: str, mode: str
+) -> None:
+    spawned = 3000
+    summary, _, _ = traced_run(go_programs.build(version, mode), ["-scenario", "exits", "-n", str(spawned)])
+    exits = summary["totals"]["mcall_by_reason"].get("goexit0", 0)
+    # Exactly the program's goroutines, plus the runtime's own few (bounded).
+    assert spawned <= exits <= spawned + 20, summary["totals"]["mcall_by_reason"]
+    assert (
+        sum(p["mcall_by_reason"].get("goexit0", 0) for p in summary["per_p"])
+        + summary["no_p"]["mcall_by_reason"].get("goexit0", 0)
+        == exits
+    )
+
+
+@pytest.mark.parametrize("version", [ALL_VERSIONS[0], ALL_VERSIONS[-1]])
+def test_one_p_never_steals(go_programs: GoPrograms, version: str) -> None:
+    summary, _, _ = traced_run(
+        go_programs.build(version, "default"), ["-scenario", "steal", "-n", "40"], env={"GOMAXPROCS": "1"}
+    )
+    totals = summary["totals"]
+    assert totals["mcall"] > 1000 and totals["switches"] > 1000  # the probes did see the work
+    assert totals["steal_attempts"] == 0
+    assert [p["p"] for p in summary["per_p"]] == [0]
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("version", [ALL_VERSIONS[0], "1.25.5", ALL_VERSIONS[-1]])
+def test_idle_ps_steal_and_the_counts_add_up(go_programs: GoPrograms, version: str, mode: str) -> None:
+    summary, _, _ = traced_run(
+        go_programs.build(version, mode), ["-scenario", "steal", "-n", "60"], env={"GOMAXPROCS": "4"}
+    )
+    totals = summary["totals"]
+    assert totals["steal_successes"] > 0
+    assert totals["steal_attempts"] == totals["steal_successes"] + totals["steal_failures"]
+    assert totals["stolen_goroutines"] >= totals["steal_successes"]
+    for p in summary["per_p"]:
+        assert p["steal_attempts"] == p["steal_successes"] + p["steal_failures"], p
+    # Victims are Ps too: every attempt names one.
+    assert totals["victim_attempts"] == totals["steal_attempts"], (summary["per_p"], summary["no_p"])
+
+
+def _trace_goroutine_starts(version: str, trace_file: Path) -> collections.Counter[int]:
+    """Per-P count of goroutines starting to run, from `go tool trace -d=parsed`."""
+    output = toolchain_or_skip(version).run(["tool", "trace", "-d=parsed", str(trace_file)])
+    starts: collections.Counter[int] = collections.Counter()
+    for line in output.splitlines():
+        # Go 1.25: "... Resource=Goroutine(7) Reason="" GoID=7 Runnable->Running";
+        # Go 1.27: "... GoID=7 Runnable->Running Reason=""". Proc transitions name ProcID instead.
+        if "StateTransition" in line and " GoID=" in line and " Runnable->Running" in line:
+            starts[int(re.search(r" P=(-?\d+)", line).group(1))] += 1  # type: ignore[union-attr]
+    return starts
+
+
+@pytest.mark.parametrize("version", ["1.25.5", ALL_VERSIONS[-1]])
+def test_switches_per_p_match_runtime_trace(go_programs: GoPrograms, version: str, tmp_path: Path) -> None:
+    trace_file = tmp_path / "trace.out"
+    summary, _, _ = traced_run(
+        go_programs.build(version, "default"),
+        ["-scenario", "traced", "-n", "20000", "-trace", str(trace_file)],
+        env={"GOMAXPROCS": "2"},
+    )
+    starts = _trace_goroutine_starts(version, trace_file)
+    switches = {p["p"]: p["switches"] for p in summary["per_p"]}
+    assert sum(starts.values()) > 10000
+    for p, count in starts.items():
+        if count < 1000:
+            continue
+        # mcalltrace also counts the switches outside the trace window (a quiet program: few).
+        assert abs(switches[p] - count) <= 0.02 * count, (p, switches, dict(starts))
+
+
+def test_run_queue_lengths_match_schedtrace(go_programs: GoPrograms) -> None:
+    version = ALL_VERSIONS[-1]
+    binary = go_programs.build(version, "default")
+    # Two Ps spinning forever with async preemption off: queued goroutines stay queued.
+    process = subprocess.Popen(
+        [str(binary), "-scenario", "runq", "-n", "12"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GOMAXPROCS": "2", "GODEBUG": "asyncpreemptoff=1,schedtrace=100"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "READY"
+        time.sleep(1.0)  # let the idle P steal and the state settle
+        result = run_cli("--pid", str(process.pid), "--json", "--interval", "0.3s", "--duration", "1.2s")
+        assert result.returncode == 0, result.stderr
+    finally:
+        process.send_signal(signal.SIGQUIT)  # Go prints goroutine dumps on SIGQUIT: ignore them
+        process.kill()
+        _, stderr = process.communicate(timeout=30)
+    lines = [line for line in stderr.splitlines() if line.startswith("SCHED ")]
+    assert len(lines) > 10
+    last = lines[-1]
+    queues = [int(value) for value in re.search(r"\[([\d ]+)\]", last).group(1).split()]  # type: ignore[union-attr]
+    global_queue = int(re.search(r"runqueue=(\d+)", last).group(1))  # type: ignore[union-attr]
+    idle = int(re.search(r"idleprocs=(\d+)", last).group(1))  # type: ignore[union-attr]
+    assert sum(queues) > 0  # the state really has queued goroutines
+    intervals = [json.loads(line) for line in result.stdout.splitlines() if '"type":"interval"' in line]
+    assert intervals
+    for interval in intervals:
+        ours = {p["p"]: p["runq_length"] - (1 if p["runnext"] else 0) for p in interval["per_p"]}
+        assert [ours[p] for p in range(len(queues))] == queues, (interval["per_p"], last)
+        assert interval["runtime"]["global_runq"] == global_queue
+        assert interval["runtime"]["idle_ps"] == idle
+        assert interval["runtime"]["gomaxprocs"] == 2
+
+
+def _site_bytes(pid: int, addresses: list[int]) -> list[int]:
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        values = []
+        for address in addresses:
+            memory.seek(address)
+            values.append(memory.read(1)[0])
+        return values
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_attach_and_detach_twenty_times(go_programs: GoPrograms, version: str, mode: str) -> None:
+    from tracer.probes.loader import LoadedProbes
+    from tracer.probes.plan import build_plan
+    from tracer.target.inspect import inspect_target
+    from tracer.target.process import load_bias
+
+    binary = go_programs.build(version, mode)
+    scenario = Scenario(binary, "-scenario", "busy")
+    try:
+        info = inspect_target(pid=scenario.pid)
+        plan = build_plan(info, os.cpu_count() or 1)
+        bias = load_bias(scenario.pid, info)
+        sites = [probe.address + bias for probe in plan.probes]
+        original = _site_bytes(scenario.pid, sites)
+        assert 0xCC not in original
+        probes = LoadedProbes(plan, f"/proc/{scenario.pid}/exe", scenario.pid)
+        switches = 0
+        for _ in range(20):
+            before = probes.read()
+            probes.attach()
+            probes.set_reason_table(bias)
+            assert _site_bytes(scenario.pid, sites) == [0xCC] * len(sites)  # the breakpoints are in
+            time.sleep(0.05)
+            after = probes.read()
+            probes.detach()
+            assert _site_bytes(scenario.pid, sites) == original  # and out again
+            word = P_COUNTER_SLICES["switches"].start
+            switches += sum(a[word] - b[word] for a, b in zip(after.per_p, before.per_p, strict=True))
+            assert scenario.process.poll() is None
+        probes.close()
+        assert switches > 0
+    finally:
+        code = scenario.close()
+    assert code == 0
+
+
+def test_target_exit_ctrl_c_and_sigterm_end_the_trace_cleanly(go_programs: GoPrograms) -> None:
+    binary = go_programs.build(ALL_VERSIONS[-1], "pie")
+    for how in ("exit", signal.SIGINT, signal.SIGTERM):
+        scenario = Scenario(binary, "-scenario", "busy")
+        tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", "0.2s")
+        try:
+            tracer.wait_attached()
+            time.sleep(0.6)
+            if how == "exit":
+                assert scenario.close() == 0
+            else:
+                tracer.signal(how)
+            code, objects = tracer.finish()
+            assert code == 0
+            summary = summary_of(objects)
+            assert summary["end_reason"] == ("target exited" if how == "exit" else "stopped")
+            assert summary["totals"]["switches"] > 0
+            if how != "exit":
+                time.sleep(0.3)
+                assert scenario.process.poll() is None  # the target lives on
+                assert scenario.close() == 0
+        finally:
+            scenario.kill()
+            tracer.kill()
+        with open("/sys/kernel/tracing/uprobe_events") as events:
+            assert "mct_" not in events.read()
+
+
+def test_run_starts_the_program_traces_it_from_the_start_and_returns_its_exit_code(
+    go_programs: GoPrograms,
+) -> None:
+    binary = go_programs.build(ALL_VERSIONS[-1], "pie")
+    result = run_cli(
+        "run", "--json", "--interval", "0.2s", "--", str(binary), "-goroutines", "700", "-rounds", "10"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("cgo=false")  # the program's own stdout, untouched
+    objects = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    summary = summary_of(objects)
+    assert summary["end_reason"] == "target exited"
+    assert summary["totals"]["mcall_by_reason"].get("goexit0", 0) >= 700
+    failing = run_cli("run", "--no-ui", "--", str(binary), "-scenario", "nosuch")
+    assert failing.returncode == 2  # the program's exit code
+    assert "unknown scenario nosuch" in failing.stderr
+    # Nothing is left running.
+    leftover = subprocess.run(["pgrep", "-f", str(binary)], capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == ""
+
+
+def test_live_errors_are_one_line(go_programs: GoPrograms, tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        result = run_cli("--pid", str(sleeper.pid))
+        assert_one_line_error(result, r"not a Go program")
+        assert result.returncode == EXIT_UNSUPPORTED
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    result = run_cli("--pid", str(sleeper.pid))
+    assert_one_line_error(result, rf"pid {sleeper.pid}: no such process")
+    assert result.returncode == EXIT_NO_TARGET
+
+    # Not root: a Go program of the unprivileged user itself, traced by that user.
+    binary = go_programs.build(ALL_VERSIONS[-1], "default")
+    copy = tmp_path / "workload"
+    copy.write_bytes(binary.read_bytes())
+    copy.chmod(0o755)
+    tmp_path.chmod(0o755)
+    process = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(copy), "-scenario", "busy"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "READY"
+        result = run_cli("--pid", str(process.pid), user="65534")
+        assert_one_line_error(result, r"needs root")
+        assert result.returncode == EXIT_PERMISSION
+    finally:
+        process.kill()
+        process.wait()
