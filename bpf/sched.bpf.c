@@ -28,7 +28,8 @@ BPF_ARRAY(m_state, struct mct_m_state, MCT_MAX_M);
 BPF_ARRAY(reason_table, struct mct_reason_table, 1);
 BPF_ARRAY(p_addresses, struct mct_p_address, MCT_P_SLOTS);
 /* tid -> m.id for the target's threads: how the migration tracepoint, which runs in the context
- * of whichever CPU moves the task, recognises them. One insert per thread, on its first switch. */
+ * of whichever CPU moves the task, recognises them. One insert per thread, on its first switch;
+ * user space adds the threads that never switch goroutines (sysmon, idle Ms) with MCT_MAX_M. */
 BPF_HASH(thread_m, u32, u32, 16384);
 /* mcall targets missing from reason_table, by PC, named in user space. Rare by construction. */
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
@@ -282,8 +283,12 @@ TRACEPOINT_PROBE(sched, sched_migrate_task)
     struct mct_global_counters *g = globals();
     count_hit(g, MCT_PROBE_MIGRATE);
     u32 index = *m_id;
-    struct mct_m_state *state = m_state.lookup(&index);
-    u32 p_id = state ? state->last_p : MCT_NO_P;
+    u32 p_id = MCT_NO_P;
+    if (index < MCT_MAX_M) {
+        struct mct_m_state *state = m_state.lookup(&index);
+        if (state)
+            p_id = state->last_p;
+    }
     struct mct_p_counters *counters = counters_of(p_id);
     if (counters)
         INC(counters->migrations);

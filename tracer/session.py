@@ -7,6 +7,7 @@ SIGTERM); probes are detached in every case, and the last, partial interval is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tracer.collect.collector import Collector
-from tracer.collect.runtime_state import RuntimeReader
+from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader
 from tracer.collect.summary import Summary
 from tracer.errors import NoTarget
@@ -104,6 +105,7 @@ class LiveSource:
             self.runtime,
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
         )
+        self.probes.register_threads(self.runtime.thread_ids())
         # The baseline is read before anyone is told the probes are in: counting starts here.
         self.collector.start(self.probes.read())
         self.header = TraceHeader(
@@ -143,6 +145,9 @@ class LiveSource:
                     ended = "target exited"
                 elif remaining <= 0:
                     break
+            if self.runtime is not None and ended is None:
+                with contextlib.suppress(TargetExited):
+                    self.probes.register_threads(self.runtime.thread_ids())
             yield self.collector.next(self.probes.read())
             if ended is not None:
                 self.end_reason = ended

@@ -13,13 +13,15 @@ import struct
 from dataclasses import dataclass
 
 from tracer.collect.snapshot import P_STATUS_NAMES, RuntimeState
+from tracer.errors import NoTarget
 from tracer.target.inspect import TargetInfo
 
 RUNQ_SIZE = 256  # len(p.runq) in every supported release
 
 
-class TargetExited(Exception):
-    pass
+class TargetExited(NoTarget):
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"pid {pid}: exited")
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,7 @@ class RuntimeReader:
             idle_ps = self._u32(base + self.offsets["schedt.npidle"])
             spinning = self._u32(base + self.offsets["schedt.nmspinning"])
             idle_ms = self._u32(base + self.offsets["schedt.nmidle"])
-        try:
-            threads = len(os.listdir(f"/proc/{self.pid}/task"))
-        except FileNotFoundError:
-            raise TargetExited(self.pid) from None
+        threads = len(self.thread_ids())
         return RuntimeState(
             gomaxprocs=gomaxprocs,
             global_runq=global_runq,
@@ -132,6 +131,12 @@ class RuntimeReader:
             idle_ms=idle_ms,
             threads=threads,
         )
+
+    def thread_ids(self) -> set[int]:
+        try:
+            return {int(name) for name in os.listdir(f"/proc/{self.pid}/task")}
+        except FileNotFoundError:
+            raise TargetExited(self.pid) from None
 
     def cpu_seconds(self) -> float | None:
         """The target's user+system CPU time so far."""

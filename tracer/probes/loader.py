@@ -17,6 +17,8 @@ from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
 from tracer.probes.plan import ProbePlan
 
+_BPF_NOEXIST = 1  # bpf_map_update_elem flag: only create
+
 # Fixed per-CPU value sizes make the sums cheap: every counter is a u64.
 _P_WORDS = layout.P_COUNTER_WORDS
 _GLOBAL_WORDS = layout.GLOBAL_COUNTER_WORDS
@@ -155,6 +157,19 @@ class LoadedProbes:
         for slot, address in enumerate(self.plan.reason_addresses):
             value.pcs[slot] = address + load_bias if address else 0
         table[ctypes.c_int(0)] = value
+
+    def register_threads(self, tids: set[int]) -> None:
+        """Make the migration tracepoint recognise every thread of the target, including those
+        that never switch goroutines; a thread's own first switch replaces the entry with its M.
+        Entries of threads that are gone are dropped."""
+        table = self._tables["thread_m"]
+        known = {key.value for key in table}
+        no_m = ctypes.c_uint32(self.plan.max_m)
+        for tid in tids - known:
+            key = ctypes.c_uint32(tid)
+            self._lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(no_m), _BPF_NOEXIST)
+        for tid in known - tids:
+            table.pop(ctypes.c_uint32(tid), None)
 
     def set_reason(self, slot: int, pc: int) -> None:
         """Name one more mcall target: calls to `pc` count in `slot` from now on."""

@@ -1,0 +1,138 @@
+"""Collector arithmetic (deltas, names, cost) and Summary totals, on synthetic map reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracer.collect.collector import EMULATED_HIT_SECONDS, STEPPED_HIT_SECONDS, Collector
+from tracer.collect.snapshot import NO_P, PSample
+from tracer.collect.summary import Summary
+from tracer.probes import layout
+from tracer.probes.loader import RawCounters
+from tracer.probes.plan import Probe, ProbePlan
+
+MAX_P = 4
+
+
+def _plan() -> ProbePlan:
+    probes = tuple(
+        Probe(name, handler, 0x1000, 0x1000, "jbe", emulated, False)
+        for name, handler, emulated in (
+            ("runtime.mcall", "on_mcall", True),
+            ("runtime.gogo", "on_gogo", True),
+            ("runtime.findRunnable", "on_findrunnable", True),
+            ("runtime.runqsteal", "on_runqsteal", False),
+        )
+    )
+    names = ("runtime.park_m", "runtime.goexit0", *([""] * (layout.REASONS - 3)), "other")
+    return ProbePlan(
+        probes=probes,
+        tracepoints=(),
+        defines=(),
+        max_p=MAX_P,
+        max_m=64,
+        reason_names=names,
+        reason_addresses=(0x10, 0x20, *([0] * (layout.REASONS - 2))),
+        wait_reasons=("", "GC assist marking", "chan receive"),
+    )
+
+
+def _raw(
+    time_ns: int,
+    per_p: dict[int, dict[str, int]],
+    hits: dict[int, int] | None = None,
+    waits: dict[int, int] | None = None,
+    unknown: dict[int, int] | None = None,
+) -> RawCounters:
+    slots = []
+    for slot in range(MAX_P + 1):
+        words = [0] * layout.P_COUNTER_WORDS
+        for field, value in per_p.get(slot, {}).items():
+            if field.startswith("reason"):
+                words[layout.P_COUNTER_SLICES["mcall_reasons"].start + int(field[6:])] = value
+            else:
+                words[layout.P_COUNTER_SLICES[field].start] = value
+        slots.append(tuple(words))
+    global_words = [0] * layout.GLOBAL_COUNTER_WORDS
+    for probe, count in (hits or {}).items():
+        global_words[layout.GLOBAL_COUNTER_SLICES["probe_hits"].start + probe] = count
+    for reason, count in (waits or {}).items():
+        global_words[layout.GLOBAL_COUNTER_SLICES["wait_reasons"].start + reason] = count
+    return RawCounters(time_ns, tuple(slots), tuple(global_words), unknown or {}, {})
+
+
+def test_deltas_rates_names_and_cost() -> None:
+    learned = []
+    collector = Collector(
+        _plan(),
+        lambda pc: {0x99: "runtime.asyncPreempt2.func1"}.get(pc),
+        None,
+        learn_reason=lambda slot, pc: learned.append((slot, pc)),
+    )
+    collector.start(_raw(0, {0: {"mcalls": 10, "reason0": 10}}))
+    snapshot = collector.next(
+        _raw(
+            2_000_000_000,
+            {
+                0: {
+                    "mcalls": 110,
+                    "reason0": 60,
+                    "reason1": 40,
+                    "reason15": 10,
+                    "switches": 90,
+                    "steal_attempts": 8,
+                    "steal_failures": 6,
+                    "steal_successes": 2,
+                },
+                2: {"migrations": 3},
+                MAX_P: {"mcalls": 5, "reason15": 5},
+            },
+            hits={layout.PROBE_MCALL: 1000, layout.PROBE_RUNQSTEAL: 100},
+            waits={2: 7},
+            unknown={0x99: 15},
+        )
+    )
+    assert snapshot.duration == 2.0
+    assert [sample.p for sample in snapshot.per_p] == [0, 2]
+    p0 = snapshot.per_p[0]
+    assert p0.mcall == 100 and p0.mcall_by_reason == {"park_m": 50, "goexit0": 40, "other": 10}
+    assert p0.steal_failure_rate == 0.75
+    assert snapshot.per_p[1].migrations == 3
+    assert snapshot.no_p.p == NO_P and snapshot.no_p.mcall == 5
+    assert snapshot.totals.mcall == 105
+    assert snapshot.wait_reasons == {"chan receive": 7}
+    assert snapshot.rate(snapshot.totals.mcall) == 52.5
+    expected_cost = (1000 * EMULATED_HIT_SECONDS + 100 * STEPPED_HIT_SECONDS) / 2.0
+    assert snapshot.cost.cpu_fraction == pytest.approx(expected_cost)
+    # The unknown mcall target got a slot of its own, under its name.
+    assert learned == [(2, 0x99)]
+    assert collector.reason_names[2] == "asyncPreempt2.func1"
+
+
+def test_summary_adds_intervals_and_keeps_the_latest_state() -> None:
+    summary = Summary()
+    collector = Collector(_plan(), lambda pc: None, None)
+    collector.start(_raw(0, {}))
+    for step in (1, 2, 3):
+        summary.add(
+            collector.next(_raw(step * 1_000_000_000, {1: {"mcalls": 10 * step, "reason1": 10 * step}}))
+        )
+    assert summary.intervals == 3 and summary.duration == 3.0
+    data = summary.to_json()
+    assert data["type"] == "summary"
+    assert data["totals"]["mcall"] == 30
+    assert data["totals"]["mcall_by_reason"] == {"goexit0": 30}
+    assert [p["p"] for p in data["per_p"]] == [1]
+
+
+def test_psample_json_round_trip() -> None:
+    sample = PSample(
+        p=3,
+        mcall=5,
+        mcall_by_reason={"park_m": 5},
+        findrunnable_hist=(1, 2),
+        status="idle",
+        runq_length=4,
+        runnext=True,
+    )
+    assert PSample.from_json(sample.to_json()) == sample

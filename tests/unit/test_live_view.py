@@ -1,0 +1,99 @@
+"""The live screen rendered into a string console: fits 80x24, folds 64 Ps, shows the numbers."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from tracer.collect.history import History
+from tracer.collect.snapshot import Cost, PSample, RuntimeState, Snapshot, TraceHeader
+from tracer.views.live_view import ViewState, live_renderable
+
+HEADER = TraceHeader(
+    pid=4242,
+    binary="/srv/api-server",
+    go_version="go1.25.5",
+    build_id=None,
+    interval=1.0,
+    max_p=64,
+    probes=("runtime.mcall+0 (emulated)",),
+    started=0.0,
+)
+
+
+def _snapshot(index: int, p_count: int) -> Snapshot:
+    per_p = tuple(
+        PSample(
+            p=p,
+            mcall=1000 + p,
+            mcall_by_reason={"park_m": 900, "goexit0": 100 + p},
+            switches=1000,
+            findrunnable=500,
+            findrunnable_ns=250_000_000,
+            findrunnable_timed=500,
+            steal_attempts=100,
+            steal_successes=100 - p % 50,
+            steal_failures=p % 50,
+            migrations=p % 3,
+            status="running" if p % 2 else "idle",
+            runq_length=p % 7,
+        )
+        for p in range(p_count)
+    )
+    return Snapshot(
+        index=index,
+        time=float(index),
+        duration=1.0,
+        per_p=per_p,
+        no_p=PSample(p=-1),
+        wait_reasons={"chan receive": 80, "select": 20},
+        probe_hits={},
+        read_errors=0,
+        runtime=RuntimeState(gomaxprocs=p_count, global_runq=3, idle_ps=1, spinning_ms=1, threads=9),
+        cost=Cost(cpu_fraction=0.002, target_cpu_fraction=0.4),
+    )
+
+
+def _render(p_count: int, width: int = 80, height: int = 24, state: ViewState | None = None) -> str:
+    history = History()
+    for index in range(30):
+        history.add(_snapshot(index, p_count))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, height=height, color_system=None)
+    console.print(live_renderable(HEADER, history, state or ViewState(), width, height))
+    return buffer.getvalue()
+
+
+def test_fits_80_by_24_with_the_essentials() -> None:
+    text = _render(4)
+    lines = text.splitlines()
+    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+    assert "pid 4242 api-server go1.25.5" in text and "procs 4" in text and "threads 9" in text
+    assert "cost 0.5%" in text  # 2 ms/s of probes against 0.4 cores of target CPU
+    assert "heat map: steal failure rate" in text
+    for p in range(4):
+        assert f"P{p}" in text
+    assert "mcall reasons park_m" in text and "wait reasons chan receive 80.0%" in text
+    assert "threshold 5.0%" in text
+
+
+def test_64_ps_fold_in_the_heat_map_and_scroll_in_the_table() -> None:
+    text = _render(64)
+    lines = text.splitlines()
+    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+    assert "P0-" in text  # folded heat-map rows
+    assert "of 64; up/down scroll" in text
+    scrolled = _render(64, state=ViewState(table_offset=60))
+    assert "P63" in scrolled
+
+
+def test_bigger_terminal_shows_more_columns_and_rows() -> None:
+    text = _render(16, width=140, height=60)
+    assert "top reason" in text and "findR/s" in text
+    assert "P15" in text and "P0-" not in text  # every P has its own heat-map row
+
+
+def test_metric_keys_change_the_heat_map() -> None:
+    assert "heat map: mcall/s" in _render(4, state=ViewState(metric_index=0))
+    assert "heat map: run queue length" in _render(4, state=ViewState(metric_index=4))
