@@ -296,3 +296,15 @@ def test_live_errors_are_one_line(go_programs: GoPrograms, tmp_path: Path) -> No
     finally:
         process.kill()
         process.wait()
+
+
+def test_demo_quickstart_traces_the_bundled_workload() -> None:
+    result = run_cli("demo", "--duration", "3s", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    summary = summary_of(objects)
+    reasons = summary["totals"]["mcall_by_reason"]
+    # What the demo is for: parking, exits, stealing, and a P per CPU or more.
+    assert reasons.get("park_m", 0) > 0 and reasons.get("goexit0", 0) > 0
+    assert summary["totals"]["steal_attempts"] > 0
+    assert len(summary["per_p"]) >= 4
