@@ -60,6 +60,7 @@ struct mct_global_counters {
     __u64 wait_reasons[MCT_WAIT_REASONS]; /* by g.waitreason, for mcall(park_m) */
     __u64 read_errors;                    /* bpf_probe_read_user failures */
     __u64 unknown_reasons;                /* mcall fn PCs not in the reason table */
+    __u64 events_dropped;                 /* detail events lost to a full ring buffer */
 };
 
 /* Per M, written only by the thread that runs that M. */
@@ -69,6 +70,27 @@ struct mct_m_state {
     __u32 last_p;                /* for attributing thread migrations */
     __u32 steal_tail;            /* thief's runqtail at runqsteal entry */
     __u32 registered;            /* its tid is in the tid -> m.id map */
+    __u32 steal_victim;          /* victim P of the runqsteal in progress */
+    __u32 reserved;
+};
+
+/* Event-level detail, sent through a ring buffer only while a capture window is open. */
+#define MCT_EVENT_MCALL 1
+#define MCT_EVENT_STEAL 2
+struct mct_event {
+    __u64 time_ns;  /* bpf_ktime_get_ns */
+    __u64 goid;     /* mcall: the goroutine giving up its thread */
+    __u64 pc;       /* mcall: the function mcall runs */
+    __u32 kind;
+    __u32 p;        /* mcall: its P; steal: the thief */
+    __u32 other;    /* mcall: reason slot; steal: the victim */
+    __u32 result;   /* steal: goroutines stolen (0: failed) */
+};
+
+/* On-CPU stack samples (bpf/profile.bpf.c), keyed by thread and user stack. */
+struct mct_stack_key {
+    __u32 tid;
+    __s32 user_stack_id;
 };
 
 /* The reason table: runtime PCs of mcall's target functions, slot i is reason i. */

@@ -33,6 +33,9 @@ BPF_ARRAY(p_addresses, struct mct_p_address, MCT_P_SLOTS);
 BPF_HASH(thread_m, u32, u32, 16384);
 /* mcall targets missing from reason_table, by PC, named in user space. Rare by construction. */
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
+/* Event-level detail: on only while a capture window is open (one array lookup otherwise). */
+BPF_ARRAY(detail_enabled, u32, 1);
+BPF_RINGBUF_OUTPUT(events, 1024); /* pages: 4 MB, about 100k events */
 
 struct current {
     u64 m;
@@ -101,6 +104,33 @@ static __always_inline void remember_p_address(u32 p_id, u64 p)
         slot->address = p;
 }
 
+static __always_inline int detail_on(void)
+{
+    int zero = 0;
+    u32 *enabled = detail_enabled.lookup(&zero);
+    return enabled && *enabled;
+}
+
+static __always_inline void emit(struct mct_global_counters *g, u32 kind, u32 p, u32 other, u32 result, u64 goid,
+                                 u64 pc)
+{
+    struct mct_event *event = events.ringbuf_reserve(sizeof(struct mct_event));
+    if (!event) {
+        /* The buffer is full: user space is behind. Drop (and count) rather than slow the target. */
+        if (g)
+            INC(g->events_dropped);
+        return;
+    }
+    event->time_ns = bpf_ktime_get_ns();
+    event->goid = goid;
+    event->pc = pc;
+    event->kind = kind;
+    event->p = p;
+    event->other = other;
+    event->result = result;
+    events.ringbuf_submit(event, 0);
+}
+
 static __always_inline u32 log2_bucket(u64 value)
 {
     u32 bucket = 0;
@@ -151,6 +181,12 @@ int on_mcall(struct pt_regs *ctx)
     }
     if (reason < MCT_REASONS)
         INC(counters->mcall_reasons[reason]);
+
+    if (detail_on()) {
+        u64 goid = 0;
+        bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->r14 + OFF_G_GOID));
+        emit(g, MCT_EVENT_MCALL, cur.p_id, reason, 0, goid, fn);
+    }
 
     if (reason == MCT_REASON_PARK && g) {
         u8 wait_reason = 0;
@@ -238,8 +274,10 @@ int on_runqsteal(struct pt_regs *ctx)
     current_of(ctx->r14, &cur, g);
     if (cur.m_id < MCT_MAX_M && ctx->ax) {
         struct mct_m_state *state = m_state.lookup(&cur.m_id);
-        if (state)
+        if (state) {
             state->steal_tail = read_u32(ctx->ax + OFF_P_RUNQTAIL, g);
+            state->steal_victim = victim;
+        }
     }
     return 0;
 }
@@ -254,22 +292,23 @@ int on_runqsteal_ret(struct pt_regs *ctx)
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (!counters)
         return 0;
+    struct mct_m_state *state = cur.m_id < MCT_MAX_M ? m_state.lookup(&cur.m_id) : 0;
+    u64 stolen = 0;
     if (!ctx->ax) {
         INC(counters->steal_failures);
-        return 0;
-    }
-    INC(counters->steal_successes);
-    u64 stolen = 1;
-    if (cur.m_id < MCT_MAX_M && cur.p) {
-        struct mct_m_state *state = m_state.lookup(&cur.m_id);
-        if (state) {
+    } else {
+        INC(counters->steal_successes);
+        stolen = 1;
+        if (state && cur.p) {
             u32 tail = read_u32(cur.p + OFF_P_RUNQTAIL, g);
             u32 queued = tail - state->steal_tail;
             if (queued < 256) /* a P's local run queue holds 256 */
                 stolen += queued;
         }
+        ADD(counters->stolen_goroutines, stolen);
     }
-    ADD(counters->stolen_goroutines, stolen);
+    if (detail_on())
+        emit(g, MCT_EVENT_STEAL, cur.p_id, state ? state->steal_victim : MCT_NO_P, (u32)stolen, 0, 0);
     return 0;
 }
 

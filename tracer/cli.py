@@ -6,14 +6,21 @@ and exits with their code. bcc is never imported here: commands that need it imp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tracer import __version__
 from tracer.errors import EXIT_USAGE, TracerError
+
+if TYPE_CHECKING:
+    from tracer.livecmd import RecordOptions
+    from tracer.recordfile.reader import Recording
 
 
 class Duration(click.ParamType):
@@ -45,18 +52,76 @@ DURATION = Duration()
 
 def trace_options(function):  # type: ignore[no-untyped-def]
     """Options shared by every command that traces live."""
-    for option in reversed(
-        (
-            click.option(
-                "--interval", type=DURATION, default="1s", show_default=True, help="Sampling interval."
-            ),
-            click.option("--duration", type=DURATION, default=None, help="Stop after this long."),
-            click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI."),
-            click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
-        )
-    ):
+    options = (
+        click.option("--interval", type=DURATION, default="1s", show_default=True, help="Sampling interval."),
+        click.option("--duration", type=DURATION, default=None, help="Stop after this long."),
+        click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
+        click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Record to FILE."),
+        click.option(
+            "--trigger",
+            "triggers",
+            multiple=True,
+            help="Capture when EXPR holds, e.g. steal_failure_rate>5% or p*:runq_length>50 "
+            "(repeatable; default while recording: steal_failure_rate>5%).",
+        ),
+        click.option("--no-trigger", is_flag=True, help="No triggered captures, even while recording."),
+        click.option(
+            "--capture-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where captures go (default: beside the record file, else here).",
+        ),
+        click.option(
+            "--trigger-cooldown",
+            type=DURATION,
+            default="60s",
+            show_default=True,
+            help="At most one capture per this long.",
+        ),
+        click.option(
+            "--trigger-min-attempts",
+            type=int,
+            default=20,
+            show_default=True,
+            help="Steal attempts a one-second window needs before its failure rate counts.",
+        ),
+        click.option(
+            "--capture-past",
+            type=DURATION,
+            default="10s",
+            show_default=True,
+            help="Flight-recorder history written with a capture.",
+        ),
+        click.option(
+            "--capture-next",
+            type=DURATION,
+            default="5s",
+            show_default=True,
+            help="How long a capture records event-level detail after it fires.",
+        ),
+        click.option(
+            "--pprof-url", help="The target's net/http/pprof base URL (http://127.0.0.1:6060/debug/pprof)."
+        ),
+    )
+    for option in reversed(options):
         function = option(function)
     return function
+
+
+def _record_options(options: dict[str, object]) -> RecordOptions:
+    from tracer.livecmd import RecordOptions
+
+    return RecordOptions(
+        record=options["record"],  # type: ignore[arg-type]
+        triggers=tuple(options["triggers"]),  # type: ignore[arg-type]
+        no_trigger=bool(options["no_trigger"]),
+        capture_dir=options["capture_dir"],  # type: ignore[arg-type]
+        cooldown=options["trigger_cooldown"],  # type: ignore[arg-type]
+        min_attempts=options["trigger_min_attempts"],  # type: ignore[arg-type]
+        capture_past=options["capture_past"],  # type: ignore[arg-type]
+        capture_next=options["capture_next"],  # type: ignore[arg-type]
+        pprof_url=options["pprof_url"],  # type: ignore[arg-type]
+    )
 
 
 @click.group(
@@ -74,6 +139,7 @@ def cli(
     duration: float | None,
     no_ui: bool,
     as_json: bool,
+    **record: object,
 ) -> None:
     """Live eBPF tracer for the Go scheduler.
 
@@ -89,13 +155,29 @@ def cli(
         return
     from tracer.livecmd import trace_live
 
-    sys.exit(trace_live(pid=pid, interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
+    sys.exit(
+        trace_live(
+            pid=pid,
+            interval=interval,
+            duration=duration,
+            no_ui=no_ui,
+            as_json=as_json,
+            recording=_record_options(record),
+        )
+    )
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @trace_options
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
-def run(interval: float, duration: float | None, no_ui: bool, as_json: bool, argv: tuple[str, ...]) -> None:
+def run(
+    interval: float,
+    duration: float | None,
+    no_ui: bool,
+    as_json: bool,
+    argv: tuple[str, ...],
+    **record: object,
+) -> None:
     """Start PROG with ARGS and trace it from its first instruction.
 
     The program keeps the terminal's stdin, stdout and stderr; mcalltrace writes to stderr and
@@ -103,7 +185,82 @@ def run(interval: float, duration: float | None, no_ui: bool, as_json: bool, arg
     """
     from tracer.livecmd import trace_live
 
-    sys.exit(trace_live(argv=list(argv), interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
+    sys.exit(
+        trace_live(
+            argv=list(argv),
+            interval=interval,
+            duration=duration,
+            no_ui=no_ui,
+            as_json=as_json,
+            recording=_record_options(record),
+        )
+    )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--speed", type=float, default=1.0, show_default=True, help="Playback speed (2 = twice as fast)."
+)
+@click.option("--no-ui", is_flag=True, help="Plain lines, as fast as they can be read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, as the live --json prints them.")
+def replay(path: Path, speed: float, no_ui: bool, as_json: bool) -> None:
+    """Replay a recording through the live UI (space pause, n step, + and - speed)."""
+    from tracer.livecmd import replay as replay_recording
+
+    if speed <= 0:
+        raise TracerError("--speed must be positive", EXIT_USAGE)
+    sys.exit(replay_recording(path, speed, no_ui, as_json))
+
+
+def _warn_if_cut(recording: Recording, what: str) -> None:
+    if recording.truncated:
+        click.echo(
+            f"mcalltrace: warning: {recording.path}: the file's tail was cut; "
+            f"{what} the whole records before it",
+            err=True,
+        )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="The live --json summary object, plus the report's extras."
+)
+def report(path: Path, as_json: bool) -> None:
+    """Per-P totals, reasons, steal failures over time, run queue imbalance, captures."""
+    from tracer.recordfile.reader import read_recording
+    from tracer.report import render_report, report_data
+
+    recording = read_recording(path)
+    _warn_if_cut(recording, "reporting")
+    data = report_data(recording)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render_report(data)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "output_format", type=click.Choice(["chrome", "csv"]), default="chrome", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default stdout)."
+)
+def export(path: Path, output_format: str, output: Path | None) -> None:
+    """Chrome trace-event JSON (Perfetto, chrome://tracing) or CSV."""
+    from tracer.export import to_chrome, write_csv
+    from tracer.recordfile.reader import read_recording
+
+    recording = read_recording(path)
+    _warn_if_cut(recording, "exporting")
+    with output.open("w") if output else contextlib.nullcontext(sys.stdout) as stream:
+        if output_format == "chrome":
+            json.dump(to_chrome(recording), stream)
+        else:
+            write_csv(recording, stream)
 
 
 @cli.command()

@@ -1,18 +1,49 @@
-"""Live tracing as a command: options in, sinks chosen, signals handled, an exit code out."""
+"""Live tracing and replay as commands: options in, sinks chosen, signals handled, an exit code out."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
-from tracer.session import TraceOptions, open_live, run_session
 from tracer.sinks.base import Sink
 from tracer.sinks.lines import JsonLineSink, PlainLineSink
 
+FINE_RESOLUTION = 0.1  # the flight recorder's resolution when captures are on
 
-def choose_sinks(stop: threading.Event, no_ui: bool, as_json: bool, stream: TextIO) -> list[Sink]:
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """--record and the trigger/capture options that go with it."""
+
+    record: Path | None = None
+    triggers: tuple[str, ...] = ()
+    no_trigger: bool = False
+    capture_dir: Path | None = None
+    cooldown: float = 60.0
+    min_attempts: int = 20
+    capture_past: float = 10.0
+    capture_next: float = 5.0
+    pprof_url: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def trigger_texts(self) -> tuple[str, ...]:
+        from tracer.triggers import DEFAULT_TRIGGER
+
+        if self.no_trigger:
+            return ()
+        if self.triggers:
+            return self.triggers
+        return (DEFAULT_TRIGGER,) if self.record is not None else ()
+
+
+def choose_sinks(
+    stop: threading.Event, no_ui: bool, as_json: bool, stream: TextIO, threshold: float = 0.05, control=None
+) -> list[Sink]:  # type: ignore[no-untyped-def]
     if as_json:
         return [JsonLineSink(stream)]
     if no_ui or not stream.isatty():
@@ -21,11 +52,26 @@ def choose_sinks(stop: threading.Event, no_ui: bool, as_json: bool, stream: Text
 
     from tracer.sinks.live_ui import LiveUISink
 
-    return [LiveUISink(stop, console=Console(file=stream))]
+    return [LiveUISink(stop, console=Console(file=stream), threshold=threshold, control=control)]
 
 
 def _exit_code(code: int) -> int:
     return 128 - code if code < 0 else code  # killed by signal N -> 128+N, as shells report it
+
+
+class _StopOnSignals:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> threading.Event:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._previous[number] = signal.signal(number, lambda *_: self.stop.set())
+        return self.stop
+
+    def __exit__(self, *_exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
 
 
 def trace_live(
@@ -36,22 +82,94 @@ def trace_live(
     duration: float | None = None,
     no_ui: bool = False,
     as_json: bool = False,
+    recording: RecordOptions | None = None,
 ) -> int:
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set())
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
+    from tracer.capture import CaptureManager, CaptureSettings
+    from tracer.recordfile.writer import RecorderSink
+    from tracer.session import TraceOptions, open_live, run_session
+    from tracer.triggers import TriggerEngine, parse_trigger
+
+    recording = recording or RecordOptions()
+    triggers = [parse_trigger(text) for text in recording.trigger_texts]
+    resolution = FINE_RESOLUTION if triggers and interval > FINE_RESOLUTION else None
+    options = TraceOptions(interval=interval, duration=duration, resolution=resolution)
     # `run` leaves stdout to the program; mcalltrace's own output goes to stderr then.
     stream = sys.stderr if argv is not None else sys.stdout
-    try:
-        source = open_live(TraceOptions(interval=interval, duration=duration), pid=pid, argv=argv)
+    with _StopOnSignals() as stop:
+        source = open_live(options, pid=pid, argv=argv)
+        code = 0
         try:
-            run_session(source, choose_sinks(stop, no_ui, as_json, stream), stop)
+            threshold = next((t.threshold for t in triggers if t.metric == "steal_failure_rate"), 0.05)
+            sinks = choose_sinks(stop, no_ui, as_json, stream, threshold)
+            if recording.record is not None:
+                sinks.append(RecorderSink(recording.record, {"tool": "mcalltrace", **recording.extra}))
+            watchers = []
+            if triggers:
+                directory = recording.capture_dir or (
+                    recording.record.parent if recording.record is not None else Path.cwd()
+                )
+                source.prepare_captures()
+                watchers.append(
+                    CaptureManager(
+                        CaptureSettings(
+                            directory=directory,
+                            past_seconds=recording.capture_past,
+                            next_seconds=recording.capture_next,
+                            resolution=options.step,
+                            pprof_url=recording.pprof_url,
+                        ),
+                        TriggerEngine(
+                            triggers, min_attempts=recording.min_attempts, cooldown_seconds=recording.cooldown
+                        ),
+                        hooks=source,
+                    )
+                )
+            run_session(source, sinks, stop, options.steps_per_interval, watchers)
         finally:
             if source.program is not None:
-                code = source.program.stop()
-        return _exit_code(code) if source.program is not None else 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+                code = _exit_code(source.program.stop())
+        return code
+
+
+def replay(path: Path, speed: float, no_ui: bool, as_json: bool) -> int:
+    from tracer.recordfile.reader import read_recording
+    from tracer.replay import PlaybackControl, ReplaySource
+    from tracer.session import run_session
+
+    recording = read_recording(path)
+    if recording.truncated:
+        print(
+            f"mcalltrace: warning: {path}: the file's tail was cut; replaying the whole records before it",
+            file=sys.stderr,
+        )
+    with _StopOnSignals() as stop:
+        interactive = not (no_ui or as_json) and sys.stdout.isatty()
+        control = PlaybackControl(speed) if interactive else None
+        source = ReplaySource(recording, control)
+        sinks = choose_sinks(stop, no_ui, as_json, sys.stdout, control=control)
+        # Capture markers reach the sinks when replay passes their time.
+        markers = sorted(recording.markers, key=lambda marker: marker.get("time", 0))
+        run_session(source, [_MarkerReplay(sink, markers) for sink in sinks], stop)
+    return 0
+
+
+class _MarkerReplay:
+    """Passes a recording's markers to a sink as replay reaches them."""
+
+    def __init__(self, sink: Sink, markers: list[dict]) -> None:
+        self.sink = sink
+        self.markers = list(markers)
+
+    def start(self, header) -> None:  # type: ignore[no-untyped-def]
+        self.sink.start(header)
+
+    def update(self, snapshot) -> None:  # type: ignore[no-untyped-def]
+        while self.markers and self.markers[0].get("time", 0) <= snapshot.time:
+            marker = self.markers.pop(0)
+            mark = getattr(self.sink, "mark", None)
+            if mark is not None:
+                mark(marker)
+        self.sink.update(snapshot)
+
+    def finish(self, summary, reason: str) -> None:  # type: ignore[no-untyped-def]
+        self.sink.finish(summary, reason)

@@ -11,14 +11,16 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from tracer.collect.collector import Collector
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
-from tracer.collect.snapshot import Snapshot, TraceHeader
+from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
 from tracer.errors import NoTarget
+from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
 from tracer.probes.plan import ProbePlan, build_plan
 from tracer.sinks.base import Sink
 from tracer.spawn import HeldProgram
@@ -32,6 +34,37 @@ from tracer.target.process import load_bias, process_alive
 class TraceOptions:
     interval: float = 1.0
     duration: float | None = None
+    # How often the maps are read. Equal to the interval unless captures need a finer flight
+    # recorder; the interval must then be a whole multiple of it.
+    resolution: float | None = None
+
+    @property
+    def step(self) -> float:
+        return self.resolution or self.interval
+
+    @property
+    def steps_per_interval(self) -> int:
+        return max(1, round(self.interval / self.step))
+
+
+class Source(Protocol):
+    header: TraceHeader
+    end_reason: str
+    program: HeldProgram | None
+
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]: ...
+
+    def close(self) -> None: ...
+
+
+class Watcher(Protocol):
+    """Sees every snapshot at the source's resolution (triggers, flight recorder, captures)."""
+
+    def start(self, header: TraceHeader, emit_marker: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def fine(self, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _gomaxprocs_hint(pid: int | None) -> int:
@@ -99,9 +132,10 @@ class LiveSource:
             self.close()
             raise
         self.attach_seconds = time.monotonic() - started
+        self.name_of_pc = _PcNamer(attach_path if program is None else program.path, self.bias)
         self.collector = Collector(
             self.plan,
-            _PcNamer(attach_path if program is None else program.path, self.bias),
+            self.name_of_pc,
             self.runtime,
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
         )
@@ -123,6 +157,72 @@ class LiveSource:
             started=time.time(),
         )
 
+    # ---- DetailHooks, for captures -------------------------------------------------------------
+
+    def prepare_captures(self) -> None:
+        """Compile the stack sampler in the background; a capture that fires before it is ready
+        starts sampling as soon as it is."""
+        from tracer.probes.loader import StackProfiler
+
+        self._profiler: Any = None
+        self._profiler_error: str | None = None
+        self._profiler_lock = threading.Lock()
+        self._detail_active = False
+
+        def build() -> None:
+            try:
+                profiler = StackProfiler(self.pid)
+            except Exception as err:  # captures go on without stacks, and say why
+                self._profiler_error = str(err)
+                return
+            with self._profiler_lock:
+                self._profiler = profiler
+                if self._detail_active:
+                    profiler.start()
+
+        threading.Thread(target=build, name="mcalltrace-profiler", daemon=True).start()
+
+    def start_detail(self, on_events: Callable[[list[bytes]], None]) -> None:
+        """Event-level detail and stack sampling on; a thread moves events out of the ring."""
+        self._detail_dropped = self._events_dropped()
+        self.probes.read_events()  # anything left from before is not this window's
+        self.probes.set_detail(True)
+        self._stop_drain = threading.Event()
+
+        def drain() -> None:
+            while not self._stop_drain.wait(0.05):
+                on_events(self.probes.read_events())
+            on_events(self.probes.read_events())
+
+        self._drain_thread = threading.Thread(target=drain, name="mcalltrace-events", daemon=True)
+        self._drain_thread.start()
+        with self._profiler_lock:
+            self._detail_active = True
+            if self._profiler is not None:
+                self._profiler.start()
+
+    def _events_dropped(self) -> int:
+        slot = P_GLOBAL_SLICES["events_dropped"].start
+        return self.probes.read().globals[slot]
+
+    def stop_detail(self) -> tuple[dict[tuple[int, ...], int], int]:
+        """Detail off; (stacks sampled meanwhile, events dropped meanwhile)."""
+        self.probes.set_detail(False)
+        self._stop_drain.set()
+        self._drain_thread.join(timeout=5)
+        dropped = self._events_dropped() - self._detail_dropped
+        with self._profiler_lock:
+            self._detail_active = False
+            profiler = self._profiler
+            if profiler is None or not profiler.running:
+                return {}, dropped
+            profiler.stop()
+            return profiler.stacks(), dropped
+
+    def reason_name(self, slot: int) -> str:
+        names = self.collector.reason_names
+        return (names[slot] if slot < len(names) else "") or "other"
+
     def _target_gone(self) -> bool:
         if self.program is not None:
             return self.program.poll() is not None
@@ -133,7 +233,7 @@ class LiveSource:
         tick = 0
         while True:
             tick += 1
-            deadline = start + tick * self.options.interval
+            deadline = start + tick * self.options.step
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
             ended = None
@@ -158,20 +258,58 @@ class LiveSource:
 
     def close(self) -> None:
         self.probes.close()
+        profiler = getattr(self, "_profiler", None)
+        if profiler is not None:
+            profiler.close()
         if self.runtime is not None:
             self.runtime.close()
 
 
-def run_session(source: LiveSource, sinks: Sequence[Sink], stop: threading.Event) -> tuple[Summary, str]:
+def run_session(
+    source: Source,
+    sinks: Sequence[Sink],
+    stop: threading.Event,
+    steps_per_interval: int = 1,
+    watchers: Sequence[Watcher] = (),
+) -> tuple[Summary, str]:
+    """Feed the source's snapshots to the watchers as they come and, merged per interval, to the
+    sinks. Markers the watchers emit (captures) go to every sink that takes them."""
     summary = Summary()
     for sink in sinks:
         sink.start(source.header)
+
+    def emit_marker(marker: dict[str, Any]) -> None:
+        for sink in sinks:
+            mark = getattr(sink, "mark", None)
+            if mark is not None:
+                mark(marker)
+
+    for watcher in watchers:
+        watcher.start(source.header, emit_marker)
+    pending: list[Snapshot] = []
+    index = 0
+
+    def deliver() -> None:
+        nonlocal index, pending
+        index += 1
+        snapshot = pending[0] if len(pending) == 1 else merge_snapshots(pending, index)
+        pending = []
+        summary.add(snapshot)
+        for sink in sinks:
+            sink.update(snapshot)
+
     try:
         for snapshot in source.snapshots(stop):
-            summary.add(snapshot)
-            for sink in sinks:
-                sink.update(snapshot)
+            for watcher in watchers:
+                watcher.fine(snapshot)
+            pending.append(snapshot)
+            if len(pending) >= steps_per_interval:
+                deliver()
+        if pending:  # the last, partial interval
+            deliver()
     finally:
+        for watcher in watchers:
+            watcher.close()
         source.close()
     reason = source.end_reason
     for sink in sinks:

@@ -17,6 +17,8 @@ STRUCTS = {
     "mct_m_state": layout.MState,
     "mct_reason_table": layout.ReasonTable,
     "mct_p_address": layout.PAddress,
+    "mct_event": layout.Event,
+    "mct_stack_key": layout.StackKey,
 }
 CONSTANTS = {
     "MCT_REASONS": layout.REASONS,
@@ -30,6 +32,8 @@ CONSTANTS = {
     "MCT_PROBE_RUNQSTEAL_RET": layout.PROBE_RUNQSTEAL_RET,
     "MCT_PROBE_MIGRATE": layout.PROBE_MIGRATE,
     "MCT_PROBES": layout.PROBES,
+    "MCT_EVENT_MCALL": layout.EVENT_MCALL,
+    "MCT_EVENT_STEAL": layout.EVENT_STEAL,
 }
 
 
@@ -50,7 +54,7 @@ def _header_fields(struct: str) -> list[tuple[str, str, int]]:
     assert body, struct
     fields = []
     for kind, name, count in re.findall(
-        r"^\s*(__u64|__u32)\s+(\w+)(?:\[(\w+)\])?;", body.group(1), flags=re.M
+        r"^\s*(__u64|__u32|__s32)\s+(\w+)(?:\[(\w+)\])?;", body.group(1), flags=re.M
     ):
         length = 1
         if count:
@@ -66,7 +70,8 @@ def test_struct_fields_match_in_order(struct: str) -> None:
     for name, kind in mirror._fields_:
         length = getattr(kind, "_length_", 1)
         base = kind._type_ if hasattr(kind, "_length_") else kind
-        expected.append((name, "__u64" if ctypes.sizeof(base) == 8 else "__u32", length))
+        spelled = {8: "__u64", 4: "__s32" if base is ctypes.c_int32 else "__u32"}[ctypes.sizeof(base)]
+        expected.append((name, spelled, length))
     assert _header_fields(struct) == expected
 
 

@@ -161,6 +161,23 @@ class Snapshot:
     def rate(self, count: int) -> float:
         return count / self.duration if self.duration > 0 else 0.0
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Snapshot:
+        cost = data.get("cost", {})
+        runtime_fields = {item.name for item in fields(RuntimeState)}
+        return cls(
+            index=data["index"],
+            time=data["time"],
+            duration=data["duration"],
+            per_p=tuple(PSample.from_json(sample) for sample in data["per_p"]),
+            no_p=PSample.from_json(data["no_p"]),
+            wait_reasons=dict(data.get("wait_reasons", {})),
+            probe_hits=dict(data.get("probe_hits", {})),
+            read_errors=data.get("read_errors", 0),
+            runtime=RuntimeState(**{k: v for k, v in data.get("runtime", {}).items() if k in runtime_fields}),
+            cost=Cost(cost.get("cpu_fraction", 0.0), cost.get("target_cpu_fraction")),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "interval",
@@ -192,8 +209,64 @@ class TraceHeader:
     build_id: str | None
     interval: float
     max_p: int
-    probes: tuple[str, ...]  # "function@+offset (emulated|stepped)"
+    probes: tuple[str, ...]  # "function+offset (emulated|stepped)"
     started: float
+    offsets: dict[str, int] = field(default_factory=dict)
+    offsets_source: str = ""
+    kernel: str = ""
+    hostname: str = ""
+    tool_version: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in fields(self)}
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data["probes"] = list(self.probes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TraceHeader:
+        known = {item.name for item in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["probes"] = tuple(values.get("probes", ()))
+        values["offsets"] = dict(values.get("offsets", {}))
+        return cls(**values)
+
+
+def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
+    """Consecutive snapshots as one covering their whole time: counters added, state the latest."""
+    assert snapshots, "nothing to merge"
+    last = snapshots[-1]
+    duration = sum(snapshot.duration for snapshot in snapshots)
+    per_p: dict[int, PSample] = {}
+    for snapshot in snapshots:
+        for sample in snapshot.per_p:
+            previous = per_p.get(sample.p)
+            per_p[sample.p] = sample if previous is None else previous.plus(sample)
+    no_p = total_of((snapshot.no_p for snapshot in snapshots), p=NO_P)
+    wait_reasons: dict[str, int] = {}
+    probe_hits: dict[str, int] = {}
+    for snapshot in snapshots:
+        wait_reasons = _add_maps(wait_reasons, snapshot.wait_reasons)
+        probe_hits = _add_maps(probe_hits, snapshot.probe_hits)
+
+    def weighted(values: list[tuple[float | None, float]]) -> float | None:
+        known = [(value, weight) for value, weight in values if value is not None]
+        if not known or duration <= 0:
+            return None
+        return sum(value * weight for value, weight in known) / sum(weight for _, weight in known)
+
+    cost = Cost(
+        cpu_fraction=weighted([(s.cost.cpu_fraction, s.duration) for s in snapshots]) or 0.0,
+        target_cpu_fraction=weighted([(s.cost.target_cpu_fraction, s.duration) for s in snapshots]),
+    )
+    return Snapshot(
+        index=index,
+        time=last.time,
+        duration=duration,
+        per_p=tuple(per_p[p] for p in sorted(per_p)),
+        no_p=no_p,
+        wait_reasons=wait_reasons,
+        probe_hits=probe_hits,
+        read_errors=sum(snapshot.read_errors for snapshot in snapshots),
+        runtime=last.runtime,
+        cost=cost,
+    )

@@ -58,6 +58,7 @@ class GlobalCounters(ctypes.Structure):
         ("wait_reasons", u64 * WAIT_REASONS),
         ("read_errors", u64),
         ("unknown_reasons", u64),
+        ("events_dropped", u64),
     ]
 
 
@@ -68,7 +69,32 @@ class MState(ctypes.Structure):
         ("last_p", u32),
         ("steal_tail", u32),
         ("registered", u32),
+        ("steal_victim", u32),
+        ("reserved", u32),
     ]
+
+
+EVENT_MCALL = 1
+EVENT_STEAL = 2
+
+
+class Event(ctypes.Structure):
+    _fields_ = [
+        ("time_ns", u64),
+        ("goid", u64),
+        ("pc", u64),
+        ("kind", u32),
+        ("p", u32),
+        ("other", u32),
+        ("result", u32),
+    ]
+
+
+EVENT_FORMAT = "<QQQIIII"  # Event as struct.unpack reads it, for bulk decoding
+
+
+class StackKey(ctypes.Structure):
+    _fields_ = [("tid", u32), ("user_stack_id", ctypes.c_int32)]
 
 
 class ReasonTable(ctypes.Structure):

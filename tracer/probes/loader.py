@@ -8,6 +8,7 @@ tracefs), each with the target's pid so the kernel only runs the handlers for it
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
 from tracer.probes.plan import ProbePlan
+from tracer.probes.ringbuf import RingBufferReader
 
 _BPF_NOEXIST = 1  # bpf_map_update_elem flag: only create
+RINGBUF_PAGES = 1024  # BPF_RINGBUF_OUTPUT(events, ...) in bpf/sched.bpf.c
+_RINGS: dict[int, RingBufferReader] = {}
 
 # Fixed per-CPU value sizes make the sums cheap: every counter is a u64.
 _P_WORDS = layout.P_COUNTER_WORDS
@@ -171,6 +175,21 @@ class LoadedProbes:
         for tid in known - tids:
             table.pop(ctypes.c_uint32(tid), None)
 
+    # ---- event-level detail (capture windows) ---------------------------------------------------
+
+    def set_detail(self, enabled: bool) -> None:
+        """Switch the kernel's per-event output (layout.Event records in the `events` ring) on or off."""
+        self._bpf[b"detail_enabled"][ctypes.c_int(0)] = ctypes.c_uint32(1 if enabled else 0)
+
+    def read_events(self) -> list[bytes]:
+        """The raw events written since the last call (bulk, through the ring's own memory)."""
+        reader = _RINGS.get(id(self._bpf))
+        if reader is None:
+            table = self._bpf[b"events"]
+            reader = RingBufferReader(table.map_fd, RINGBUF_PAGES * mmap.PAGESIZE)
+            _RINGS[id(self._bpf)] = reader
+        return reader.read()
+
     def set_reason(self, slot: int, pc: int) -> None:
         """Name one more mcall target: calls to `pc` count in `slot` from now on."""
         table = self._tables["reason_table"]
@@ -203,3 +222,54 @@ class LoadedProbes:
             unknown_reason_pcs=unknown,
             p_addresses=addresses,
         )
+
+
+class StackProfiler:
+    """On-CPU stack sampling of one process (bpf/profile.bpf.c), attached only while sampling."""
+
+    def __init__(self, pid: int, frequency: int = 99) -> None:
+        bcc = _import_bcc()
+        self._bcc = bcc
+        self.pid = pid
+        self.frequency = frequency
+        cflags = [f"-I{bpf_dir()}", f"-DTARGET_TGID={pid}", "-Wno-unused-function"]
+        try:
+            self._bpf = bcc.BPF(src_file=str(bpf_source("profile.bpf.c")).encode(), cflags=cflags)
+        except Exception as err:
+            raise TracerError(
+                f"could not load the stack sampler: {str(err).strip()[:300]}", EXIT_KERNEL
+            ) from None
+        self.running = False
+
+    def start(self) -> None:
+        self._bpf[b"stack_counts"].clear()
+        self._bpf.attach_perf_event(
+            ev_type=self._bcc.PerfType.SOFTWARE,
+            ev_config=self._bcc.PerfSWConfig.CPU_CLOCK,
+            fn_name=b"on_cpu_sample",
+            sample_freq=self.frequency,
+        )
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self._bpf.detach_perf_event(
+                ev_type=self._bcc.PerfType.SOFTWARE, ev_config=self._bcc.PerfSWConfig.CPU_CLOCK
+            )
+            self.running = False
+
+    def stacks(self) -> dict[tuple[int, ...], int]:
+        """User stacks (leaf first, as runtime PCs) -> samples."""
+        traces = self._bpf[b"stack_traces"]
+        counts: dict[tuple[int, ...], int] = {}
+        for key, value in self._bpf[b"stack_counts"].items():
+            if key.user_stack_id < 0:
+                stack: tuple[int, ...] = ()
+            else:
+                stack = tuple(traces.walk(key.user_stack_id))
+            counts[stack] = counts.get(stack, 0) + value.value
+        return counts
+
+    def close(self) -> None:
+        self.stop()
+        self._bpf.cleanup()

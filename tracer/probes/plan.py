@@ -16,6 +16,7 @@ from tracer.target.runtime_functions import MCALL_TARGETS
 BPF_OFFSETS = {
     "g.m": "OFF_G_M",
     "g.waitreason": "OFF_G_WAITREASON",
+    "g.goid": "OFF_G_GOID",
     "m.p": "OFF_M_P",
     "m.id": "OFF_M_ID",
     "p.id": "OFF_P_ID",

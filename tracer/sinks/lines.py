@@ -52,6 +52,14 @@ class PlainLineSink:
     def update(self, snapshot: Snapshot) -> None:
         print(format_line(snapshot), file=self.stream, flush=True)
 
+    def mark(self, marker: dict) -> None:
+        print(
+            f"mcalltrace: capture: {marker.get('trigger')} fired ({marker.get('value')}); writing "
+            f"{marker.get('directory')}",
+            file=self.stream,
+            flush=True,
+        )
+
     def finish(self, summary: Summary, reason: str) -> None:
         totals = summary.totals
         print(
@@ -78,6 +86,9 @@ class JsonLineSink:
 
     def update(self, snapshot: Snapshot) -> None:
         self._write(snapshot.to_json())
+
+    def mark(self, marker: dict) -> None:
+        self._write(marker)
 
     def finish(self, summary: Summary, reason: str) -> None:
         self._write({**summary.to_json(), "end_reason": reason})

@@ -2,7 +2,8 @@
 
 Keys (read from the controlling terminal, so a traced program keeps its stdin):
   1-7 or m   heat-map metric          ↑/↓ or k/j   scroll the per-P table
-  space      pause the display        q            end the trace
+  space      pause                    q            end the trace
+  n or →     step one interval (replay, paused)    + / -   replay faster / slower
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class KeyReader:
                 return
             while pending:
                 if pending.startswith(b"\x1b[") and len(pending) >= 3:
-                    key, pending = {b"A": "up", b"B": "down"}.get(pending[2:3], ""), pending[3:]
+                    key, pending = (
+                        {b"A": "up", b"B": "down", b"C": "right"}.get(pending[2:3], ""),
+                        pending[3:],
+                    )
                 elif pending.startswith(b"\x1b") and len(pending) < 3:
                     break
                 else:
@@ -84,7 +88,9 @@ class LiveUISink:
         console: Console | None = None,
         threshold: float = 0.05,
         read_keys: bool = True,
+        control=None,  # type: ignore[no-untyped-def]  # replay's PlaybackControl
     ) -> None:
+        self.control = control
         self.stop_event = stop
         self.console = console or Console(stderr=True)
         self.history = History()
@@ -115,7 +121,15 @@ class LiveUISink:
             elif key in ("up", "k"):
                 state = replace(state, table_offset=max(0, state.table_offset - 1))
             elif key == " ":
+                if self.control is not None:
+                    self.control.toggle_pause()
                 state = replace(state, paused=not state.paused)
+            elif key in ("n", "right") and self.control is not None:
+                self.control.step()
+            elif key == "+" and self.control is not None:
+                self.control.faster()
+            elif key == "-" and self.control is not None:
+                self.control.slower()
             elif key in ("q", "Q"):
                 self.stop_event.set()
             self.state = state
@@ -132,8 +146,18 @@ class LiveUISink:
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
             self.history.add(snapshot)
-            if not self.state.paused:
+            if self.control is not None:
+                self.state = replace(self.state, notice=f"replay {self.control.speed:g}x (space n + -)")
+            # In replay, pausing holds the source back, so the screen always follows it.
+            if not self.state.paused or self.control is not None:
                 self._refresh()
+
+    def mark(self, marker: dict) -> None:
+        with self._lock:
+            self.state = replace(
+                self.state, notice=f"capture: {marker.get('trigger')} -> {marker.get('directory')}"
+            )
+            self._refresh()
 
     def finish(self, summary: Summary, reason: str) -> None:
         if self._keys is not None:

@@ -1,0 +1,181 @@
+"""`mcalltrace report FILE`: what a recording says, as text or as the live summary object."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from tracer.collect.summary import Summary
+from tracer.recordfile.reader import Recording
+
+WORST_INTERVALS = 5
+
+
+def summarize(recording: Recording) -> Summary:
+    summary = Summary()
+    for frame in recording.frames:
+        summary.add(frame)
+    return summary
+
+
+def report_data(recording: Recording) -> dict[str, Any]:
+    """The live `summary` object (so the two compare), plus what only a whole recording shows."""
+    summary = summarize(recording)
+    start = (
+        recording.frames[0].time - recording.frames[0].duration
+        if recording.frames
+        else recording.header.started
+    )
+    failure_over_time = []
+    imbalance = []
+    for frame in recording.frames:
+        totals = frame.totals
+        failure_over_time.append(
+            {
+                "t": round(frame.time - start, 3),
+                "steal_attempts": totals.steal_attempts,
+                "steal_failures": totals.steal_failures,
+                "steal_failure_rate": totals.steal_failure_rate,
+            }
+        )
+        lengths = [sample.runq_length for sample in frame.per_p if sample.runq_length is not None]
+        if lengths:
+            imbalance.append(
+                {
+                    "t": round(frame.time - start, 3),
+                    "max": max(lengths),
+                    "min": min(lengths),
+                    "spread": max(lengths) - min(lengths),
+                    "mean": statistics.fmean(lengths),
+                }
+            )
+    worst = sorted(
+        (item for item in failure_over_time if item["steal_failure_rate"] is not None),
+        key=lambda item: (item["steal_failure_rate"], item["steal_attempts"]),
+        reverse=True,
+    )[:WORST_INTERVALS]
+    duration = summary.duration or 1.0
+    per_p_rates = [
+        {
+            "p": p,
+            "mcall_per_s": sample.mcall / duration,
+            "switches_per_s": sample.switches / duration,
+            "steal_attempts_per_s": sample.steal_attempts / duration,
+            "steal_failure_rate": sample.steal_failure_rate,
+            "migrations_per_s": sample.migrations / duration,
+            "findrunnable_share": min(1.0, sample.findrunnable_ns / 1e9 / duration),
+        }
+        for p, sample in sorted(summary.per_p.items())
+    ]
+    return {
+        **summary.to_json(),
+        "end_reason": (recording.end or {}).get("end_reason", "cut short"),
+        "recording": {
+            "path": str(recording.path),
+            "format": recording.version,
+            "truncated": recording.truncated,
+            "header": recording.header.to_json(),
+        },
+        "per_p_rates": per_p_rates,
+        "steal_failure_over_time": failure_over_time,
+        "worst_intervals": worst,
+        "runq_imbalance": {
+            "mean_spread": statistics.fmean(item["spread"] for item in imbalance) if imbalance else None,
+            "worst_spread": max((item["spread"] for item in imbalance), default=None),
+            "over_time": imbalance,
+        },
+        "captures": list(recording.markers),
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def report_renderable(data: dict[str, Any]) -> Group:
+    header = data["recording"]["header"]
+    totals = data["totals"]
+    duration = data["duration"] or 1.0
+    lines: list[Any] = [
+        Text.assemble(
+            ("recording ", "bold"),
+            f"{data['recording']['path']} (format {data['recording']['format']})",
+            ("  TAIL CUT" if data["recording"]["truncated"] else ""),
+        ),
+        Text.assemble(
+            ("target ", "bold"),
+            f"pid {header['pid']} {header['binary']} {header['go_version']}; "
+            f"{data['intervals']} intervals over {duration:.1f}s; ended: {data['end_reason']}",
+        ),
+        Text.assemble(
+            ("totals ", "bold"),
+            f"mcall {totals['mcall']} ({totals['mcall'] / duration:.0f}/s), switches {totals['switches']}, "
+            f"steal attempts {totals['steal_attempts']} ({_percent(totals['steal_failure_rate'])} failed), "
+            f"stolen {totals['stolen_goroutines']}, migrations {totals['migrations']}",
+        ),
+    ]
+    cost = data["cost"]
+    lines.append(
+        Text.assemble(
+            ("tracer cost ", "bold"),
+            f"{cost['probe_cpu_seconds']:.3f} CPU-s of probes, {_percent(cost['share_of_target'])} of the "
+            "target's CPU time (estimated)",
+        )
+    )
+    table = Table(title="Per P", title_justify="left", box=None, pad_edge=False, header_style="bold")
+    for column in ("P", "mcall/s", "switch/s", "steal/s", "fail%", "migr/s", "findR time"):
+        table.add_column(column, justify="left" if column == "P" else "right")
+    for row in data["per_p_rates"]:
+        table.add_row(
+            f"P{row['p']}",
+            f"{row['mcall_per_s']:.0f}",
+            f"{row['switches_per_s']:.0f}",
+            f"{row['steal_attempts_per_s']:.0f}",
+            _percent(row["steal_failure_rate"]),
+            f"{row['migrations_per_s']:.1f}",
+            _percent(row["findrunnable_share"]),
+        )
+    lines.append(table)
+    reasons = sorted(totals["mcall_by_reason"].items(), key=lambda item: -item[1])
+    lines.append(Text.assemble(("mcall reasons ", "bold"), ", ".join(f"{k} {v}" for k, v in reasons) or "-"))
+    waits = list(data["wait_reasons"].items())[:8]
+    lines.append(Text.assemble(("wait reasons ", "bold"), ", ".join(f"{k} {v}" for k, v in waits) or "-"))
+    worst = data["worst_intervals"]
+    lines.append(
+        Text.assemble(
+            ("worst steal-failure intervals ", "bold"),
+            ", ".join(
+                f"t={item['t']:.1f}s {_percent(item['steal_failure_rate'])} of {item['steal_attempts']}"
+                for item in worst
+            )
+            or "-",
+        )
+    )
+    imbalance = data["runq_imbalance"]
+    if imbalance["mean_spread"] is not None:
+        lines.append(
+            Text.assemble(
+                ("run queue imbalance ", "bold"),
+                f"mean spread {imbalance['mean_spread']:.1f} goroutines between the longest and shortest "
+                f"local queue, worst {imbalance['worst_spread']}",
+            )
+        )
+    captures = data["captures"]
+    lines.append(
+        Text.assemble(
+            ("captures ", "bold"),
+            "; ".join(
+                f"{item.get('trigger')} at {item.get('time')} -> {item.get('directory')}" for item in captures
+            )
+            or "none",
+        )
+    )
+    return Group(*lines)
+
+
+def render_report(data: dict[str, Any], console: Console | None = None) -> None:
+    (console or Console()).print(report_renderable(data))
