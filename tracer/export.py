@@ -129,14 +129,19 @@ def to_chrome(recording: Recording) -> dict[str, Any]:
 
 def write_csv(recording: Recording, stream: TextIO) -> None:
     writer = csv.writer(stream)
-    metric_labels = [metric.key for metric in METRICS]
-    writer.writerow(
-        ["time", "interval", "duration", "p", "status", "runq_length", *_CSV_COUNTERS, *metric_labels]
-    )
+    columns = ["time", "interval", "duration", "p", "status", "runq_length", *_CSV_COUNTERS]
+    # Derived metrics beside the counts: rates get a _per_s suffix; ones already there are skipped.
+    metrics = []
+    for metric in METRICS:
+        column = f"{metric.key}_per_s" if metric.unit == "/s" else metric.key
+        if column not in columns:
+            columns.append(column)
+            metrics.append(metric)
+    writer.writerow(columns)
     for frame in recording.frames:
         samples: list[PSample] = [*frame.per_p, frame.no_p]
         for sample in samples:
-            metrics = [metric.value(sample, frame.duration) for metric in METRICS]
+            values = [metric.value(sample, frame.duration) for metric in metrics]
             writer.writerow(
                 [
                     f"{frame.time:.3f}",
@@ -146,6 +151,6 @@ def write_csv(recording: Recording, stream: TextIO) -> None:
                     sample.status or "",
                     "" if sample.runq_length is None else sample.runq_length,
                     *(getattr(sample, name) for name in _CSV_COUNTERS),
-                    *("" if value is None else f"{value:.6g}" for value in metrics),
+                    *("" if value is None else f"{value:.6g}" for value in values),
                 ]
             )
