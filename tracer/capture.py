@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracer.collect.snapshot import Snapshot, TraceHeader
+from tracer.collect.summary import Summary
 from tracer.probes import layout
 from tracer.recordfile.writer import RecordWriter
 from tracer.triggers import Firing, TriggerEngine
@@ -79,8 +80,10 @@ class _ActiveCapture:
         self.ends_at = firing.window_end + settings.next_seconds
         self.started_at = past[0].time - past[0].duration if past else firing.window_start
         self.window = RecordWriter(self.directory / "window.mctrace", header, {"capture": self.describe()})
+        self.window_summary = Summary()
         for snapshot in past:
             self.window.frame(snapshot)
+            self.window_summary.add(snapshot)
         self.frames = len(past)
         self._clock_offset = time.time() - time.monotonic()
         # Raw event bytes, kept as they come (the ring buffer is drained on another thread, and a
@@ -158,6 +161,7 @@ class _ActiveCapture:
 
     def add(self, snapshot: Snapshot) -> None:
         self.window.frame(snapshot)
+        self.window_summary.add(snapshot)
         self.frames += 1
 
     def stop(self) -> None:
@@ -184,7 +188,7 @@ class _ActiveCapture:
                 folded_lines += 1
         if self._pprof is not None:
             self._pprof.join(timeout=60)
-        self.window.close()
+        self.window.close({**self.window_summary.to_json(), "end_reason": early or "capture window closed"})
         files = {"window": "window.mctrace", "events": "events.jsonl", "stacks": "stacks.folded"}
         files.update({name.split(".")[0]: name for name in self._pprof_files})
         manifest = {

@@ -82,16 +82,17 @@ def _gomaxprocs_hint(pid: int | None) -> int:
 
 
 class _PcNamer:
-    """Names runtime PCs through the binary's .gopclntab (for mcall targets the plan lacks)."""
+    """Names runtime PCs through the binary's .gopclntab (mcall targets the plan lacks, stacks).
+
+    The file is opened at once, while the target runs: /proc/PID/exe vanishes when it exits, and
+    its last interval may still need names."""
 
     def __init__(self, path: str, bias: int) -> None:
-        self.path = path
         self.bias = bias
-        self._functions: GoFunctions | None = None
+        self._image = ElfImage(path)
+        self._functions = GoFunctions(self._image)
 
     def __call__(self, pc: int) -> str | None:
-        if self._functions is None:
-            self._functions = GoFunctions(ElfImage(self.path))
         return self._functions.pclntab.function_at(pc - self.bias)
 
 

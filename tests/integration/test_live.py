@@ -150,7 +150,8 @@ def test_run_queue_lengths_match_schedtrace(go_programs: GoPrograms) -> None:
         process.send_signal(signal.SIGQUIT)  # Go prints goroutine dumps on SIGQUIT: ignore them
         process.kill()
         _, stderr = process.communicate(timeout=30)
-    lines = [line for line in stderr.splitlines() if line.startswith("SCHED ")]
+    # Whole lines only: the kill may cut the last one short.
+    lines = [line for line in stderr.splitlines() if re.match(r"SCHED .*runqueue=\d+ \[[\d ]+\]", line)]
     assert len(lines) > 10
     last = lines[-1]
     queues = [int(value) for value in re.search(r"\[([\d ]+)\]", last).group(1).split()]  # type: ignore[union-attr]

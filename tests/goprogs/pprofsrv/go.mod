@@ -1,0 +1,3 @@
+module mcalltrace.test/pprofsrv
+
+go 1.19
