@@ -54,27 +54,29 @@ class RawCounters:
 # Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
 # to many targets of the same Go release (the tests) reuses the compiled object, whose maps are
 # reset on every attach.
-_COMPILED: dict[tuple[tuple[str, int], ...], object] = {}
+_COMPILED: dict[tuple[str, tuple[tuple[str, int], ...]], object] = {}
 
 
-def _compile(plan: ProbePlan, bcc):  # type: ignore[no-untyped-def]
-    compiled = _COMPILED.get(plan.defines)
+def _compile(plan: ProbePlan, bcc, source: str):  # type: ignore[no-untyped-def]
+    compiled = _COMPILED.get((source, plan.defines))
     if compiled is None:
         cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
         try:
-            compiled = bcc.BPF(src_file=str(bpf_source("sched.bpf.c")).encode(), cflags=cflags)
+            compiled = bcc.BPF(src_file=str(bpf_source(source)).encode(), cflags=cflags)
         except Exception as err:
             raise TracerError(
                 f"could not compile or load the BPF program: {str(err).strip()[:300]}", EXIT_KERNEL
             ) from None
-        _COMPILED[plan.defines] = compiled
+        _COMPILED[(source, plan.defines)] = compiled
     return compiled
 
 
 class LoadedProbes:
     """A compiled program, attachable to one process at a time."""
 
-    def __init__(self, plan: ProbePlan, binary_path: str, pid: int) -> None:
+    def __init__(self, plan: ProbePlan, binary_path: str, pid: int, source: str = "sched.bpf.c") -> None:
+        """`source` other than sched.bpf.c is for the overhead benchmark's empty handlers, which
+        have no maps: only attach and detach work then."""
         if os.geteuid() != 0:
             raise TracerError(
                 "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
@@ -84,10 +86,13 @@ class LoadedProbes:
         self.binary_path = binary_path
         bcc = _import_bcc()
         self._lib = bcc.libbcc.lib
-        self._bpf = _compile(plan, bcc)
+        self._bpf = _compile(plan, bcc, source)
         self._uprobe_fds: list[int] = []
         self.attach_seconds = 0.0
         self._ncpu = len(bcc.utils.get_possible_cpus())
+        if source != "sched.bpf.c":
+            self._tables = {}
+            return
         self._tables = {
             name: self._bpf.get_table(name.encode())
             for name in (
@@ -106,7 +111,8 @@ class LoadedProbes:
     def _reset_state(self) -> None:
         """Forget what a previous target left in the maps (counters are read as deltas)."""
         for name in ("p_addresses", "m_state", "thread_m", "unknown_reason_pcs"):
-            self._tables[name].clear()
+            if name in self._tables:
+                self._tables[name].clear()
 
     def attach(self) -> None:
         start = time.perf_counter()

@@ -1,0 +1,3 @@
+module mcalltrace.bench/httpload
+
+go 1.21

@@ -1,0 +1,3 @@
+module mcalltrace.bench/schedload
+
+go 1.21

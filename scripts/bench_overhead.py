@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Benchmark: what tracing costs the target, measured side by side in one run.
+
+Workloads (built with the newest cached toolchain, except the real program):
+  schedload   a fixed amount of scheduler-heavy work (short goroutines, ping-pong, parking); the
+              program times itself, so start-up and attach are not counted
+  http        a net/http server loaded over loopback by a Go client for a fixed time: requests/s
+  gofmt       a real Go program the benchmark does not build: the toolchain's own gofmt over the
+              standard library's source (wall time)
+
+Modes, interleaved and repeated: untraced; mcalltrace (default); runtime/trace in the same program
+(schedload, http); an empty BPF program on the same probe sites (the floor no uprobe-based tool
+goes below).
+
+Per-probe cost per hit: schedload's CPU time (user+system, where uprobe handling is charged) with
+one probe attached, less untraced, over that probe's hits; for the real handler, the empty
+handler at the same site, and the empty handler on the function's first instruction.
+
+Also: the tracer's own CPU per second at a 1 s interval with 64 Ps, and time to attach.
+
+    sudo .venv/bin/python scripts/bench_overhead.py [--repeat 5] [--json bench-results/overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tracer.gobuild import CACHE, find_toolchain  # noqa: E402
+from tracer.probes.loader import LoadedProbes  # noqa: E402
+from tracer.probes.plan import build_plan  # noqa: E402
+from tracer.spawn import HeldProgram  # noqa: E402
+from tracer.target.inspect import inspect_target  # noqa: E402
+
+PROBED = ("runtime.mcall", "runtime.gogo", "runtime.findRunnable", "runtime.runqsteal")
+MCALLTRACE = [sys.executable, "-m", "tracer.cli"]
+
+
+@dataclasses.dataclass
+class Programs:
+    schedload: Path
+    httpload: Path
+    gofmt: Path
+    goroot: Path
+
+
+def build() -> Programs:
+    toolchain = find_toolchain()
+    work = CACHE / "bench" / toolchain.version()
+    return Programs(
+        schedload=toolchain.build(ROOT / "scripts/bench/schedload", work / "schedload"),
+        httpload=toolchain.build(ROOT / "scripts/bench/httpload", work / "httpload"),
+        gofmt=toolchain.goroot / "bin" / "gofmt",
+        goroot=toolchain.goroot,
+    )
+
+
+def wait_rusage(pid: int) -> tuple[int, float]:
+    """(exit code, CPU seconds) of a child."""
+    _pid, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+
+
+# ---- held runs: attach (or not) before the program's first instruction -------------------------
+
+
+def held_run(
+    argv: list[str],
+    probes: str | None,
+    only: str | None = None,
+    at_entry: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
+    """Run argv with probes attached from its start, in this process (no tracer CPU counted).
+
+    probes: None (untraced), "sched" (the real handlers) or "empty"; only: one probed function;
+    at_entry: put the probe on the function's first instruction instead of the chosen site.
+    """
+    env_backup = dict(os.environ)
+    os.environ.update(extra_env or {})
+    program = HeldProgram(argv)
+    os.environ.clear()
+    os.environ.update(env_backup)
+    loaded = None
+    try:
+        if probes is not None:
+            info = inspect_target(path=program.path)
+            plan = build_plan(info, os.cpu_count() or 1)
+            # One function's entry probe alone (its RET probes are measured with the whole set).
+            chosen = [
+                probe
+                for probe in plan.probes
+                if only is None or (probe.function == only and not probe.at_return)
+            ]
+            if at_entry:
+                chosen = [
+                    dataclasses.replace(
+                        probe,
+                        address=info.functions[probe.function].address,
+                        file_offset=info.functions[probe.function].file_offset,
+                        emulated=False,
+                    )
+                    for probe in chosen
+                    if not probe.at_return
+                ]
+            plan = dataclasses.replace(plan, probes=tuple(chosen))
+            loaded = LoadedProbes(
+                plan, program.path, program.pid, "sched.bpf.c" if probes == "sched" else "empty.bpf.c"
+            )
+            loaded.attach()
+            before = None
+            if probes == "sched":
+                loaded.set_reason_table(0)
+                before = loaded.read()
+        else:
+            before = None
+        program.release()
+        code, cpu = wait_rusage(program.pid)
+        program.exit_code = code
+        result = {"cpu": cpu, "exit": code}
+        if loaded is not None and before is not None:
+            after = loaded.read()
+            from tracer.probes.layout import GLOBAL_COUNTER_SLICES, PROBE_NAMES
+
+            start = GLOBAL_COUNTER_SLICES["probe_hits"].start
+            result["hits"] = {
+                PROBE_NAMES[index]: after.globals[start + index] - before.globals[start + index]
+                for index in PROBE_NAMES
+            }
+        return result
+    finally:
+        if loaded is not None:
+            loaded.close()
+
+
+def schedload_run(programs: Programs, mode: str, only: str | None = None, at_entry: bool = False) -> dict:
+    argv = [str(programs.schedload)]
+    if mode == "runtime/trace":
+        with tempfile.NamedTemporaryFile(suffix=".trace") as trace_file:
+            output = subprocess.run(
+                [*argv, "-trace", trace_file.name], capture_output=True, text=True, check=True
+            )
+        return {"wall": float(output.stdout)}
+    if mode == "mcalltrace":
+        tracer = subprocess.Popen(
+            [*MCALLTRACE, "run", "--no-ui", "--", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        stdout, stderr = tracer.communicate()
+        if tracer.returncode != 0:
+            raise SystemExit(f"mcalltrace run failed: {stderr}")
+        return {"wall": float(stdout.strip().splitlines()[-1])}
+    probes = {"untraced": None, "empty": "empty", "sched": "sched"}[mode]
+    read_fd, write_fd = os.pipe()
+    saved = os.dup(1)
+    os.dup2(write_fd, 1)
+    try:
+        result = held_run(argv, probes, only, at_entry)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(write_fd)
+    with os.fdopen(read_fd) as output:
+        result["wall"] = float(output.read().strip().splitlines()[-1])
+    return result
+
+
+def http_run(programs: Programs, mode: str, seconds: float) -> dict:
+    argv = [str(programs.httpload), "-serve", "127.0.0.1:0"]
+    trace_file = None
+    if mode == "runtime/trace":
+        trace_file = tempfile.NamedTemporaryFile(suffix=".trace")  # noqa: SIM115
+        argv += ["-trace", trace_file.name]
+    server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tracer = None
+    loaded = None
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if mode == "mcalltrace":
+            tracer = subprocess.Popen(
+                [*MCALLTRACE, "--pid", str(server.pid), "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            assert tracer.stdout is not None
+            tracer.stdout.readline()  # the header: attached
+        elif mode == "empty":
+            info = inspect_target(pid=server.pid)
+            plan = build_plan(info, os.cpu_count() or 1)
+            loaded = LoadedProbes(plan, f"/proc/{server.pid}/exe", server.pid, "empty.bpf.c")
+            loaded.attach()
+        client = subprocess.run(
+            [str(programs.httpload), "-load", url, "-duration", f"{seconds}s", "-c", "32"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = {"rps": float(client.stdout)}
+        if tracer is not None:
+            tracer.send_signal(2)
+            _code, cpu = wait_rusage(tracer.pid)
+            result["tracer_cpu"] = cpu
+        return result
+    finally:
+        if loaded is not None:
+            loaded.close()
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+        if trace_file is not None:
+            trace_file.close()
+
+
+def gofmt_run(programs: Programs, mode: str) -> dict:
+    argv = [str(programs.gofmt), "-l", str(programs.goroot / "src" / "net")]
+    started = time.monotonic()
+    if mode == "mcalltrace":
+        subprocess.run(
+            [*MCALLTRACE, "run", "--no-ui", "--", *argv], capture_output=True, check=True, cwd=ROOT
+        )
+    else:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(1)
+        os.dup2(devnull, 1)
+        try:
+            held_run(argv, {"untraced": None, "empty": "empty"}[mode])
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+    return {"wall": time.monotonic() - started}
+
+
+def tracer_cpu_at_64_ps(programs: Programs, seconds: float = 10.0) -> dict:
+    """The tracer's own CPU per second on a target with 64 Ps, at a 1 s interval."""
+    server = subprocess.Popen(
+        [str(programs.httpload), "-serve", "127.0.0.1:0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GOMAXPROCS": "64"},
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        started = time.monotonic()
+        tracer = subprocess.Popen(
+            [*MCALLTRACE, "--pid", str(server.pid), "--no-ui", "--duration", f"{seconds}s"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert tracer.stdout is not None
+        tracer.stdout.readline()
+        attached = time.monotonic() - started
+        tracer.stdout.readline()  # the first interval
+        first_interval = time.monotonic() - started
+        tracer.stdout.read()
+        _code, cpu = wait_rusage(tracer.pid)
+        elapsed = time.monotonic() - started
+        return {
+            "tracer_cpu_seconds": cpu,
+            "elapsed": elapsed,
+            "attach_seconds": attached,
+            "first_interval_seconds": first_interval,
+            # The steady state: start-up (imports, compiling the BPF program) excluded.
+            "cpu_fraction_including_startup": cpu / elapsed,
+        }
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+
+
+def steady_tracer_cpu(programs: Programs) -> float:
+    """CPU per second of a running tracer: the difference between a 12 s and a 4 s trace."""
+    long_run = tracer_cpu_at_64_ps(programs, 12.0)
+    short_run = tracer_cpu_at_64_ps(programs, 4.0)
+    return (long_run["tracer_cpu_seconds"] - short_run["tracer_cpu_seconds"]) / (
+        long_run["elapsed"] - short_run["elapsed"]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--http-seconds", type=float, default=4.0)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "overhead.json")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the benchmark attaches uprobes")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    programs = build()
+
+    samples: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        samples.setdefault(key, []).append(value)
+
+    hits: dict[str, int] = {}
+    for repeat in range(args.repeat):
+        print(f"round {repeat + 1}/{args.repeat}", file=sys.stderr)
+        for mode in ("untraced", "mcalltrace", "runtime/trace", "empty"):
+            add(f"schedload {mode} wall", schedload_run(programs, mode)["wall"])
+            add(f"http {mode} rps", http_run(programs, mode, args.http_seconds)["rps"])
+            if mode != "runtime/trace":
+                add(f"gofmt {mode} wall", gofmt_run(programs, mode)["wall"])
+        untraced = schedload_run(programs, "untraced")
+        add("cpu untraced", untraced["cpu"])
+        for function in PROBED:
+            real = schedload_run(programs, "sched", only=function)
+            hits[function] = max(1, real["hits"][function.removeprefix("runtime.")])
+            add(f"cpu {function} real", real["cpu"])
+            add(f"cpu {function} empty", schedload_run(programs, "empty", only=function)["cpu"])
+            add(
+                f"cpu {function} entry", schedload_run(programs, "empty", only=function, at_entry=True)["cpu"]
+            )
+
+    median = {key: statistics.median(values) for key, values in samples.items()}
+    ratios = {
+        "schedload mcalltrace / untraced (wall)": median["schedload mcalltrace wall"]
+        / median["schedload untraced wall"],
+        "schedload runtime/trace / untraced (wall)": median["schedload runtime/trace wall"]
+        / median["schedload untraced wall"],
+        "schedload empty probes / untraced (wall)": median["schedload empty wall"]
+        / median["schedload untraced wall"],
+        "http mcalltrace / untraced (throughput)": median["http mcalltrace rps"]
+        / median["http untraced rps"],
+        "http runtime/trace / untraced (throughput)": median["http runtime/trace rps"]
+        / median["http untraced rps"],
+        "http empty probes / untraced (throughput)": median["http empty rps"] / median["http untraced rps"],
+        "gofmt mcalltrace / untraced (wall)": median["gofmt mcalltrace wall"] / median["gofmt untraced wall"],
+        "gofmt empty probes / untraced (wall)": median["gofmt empty wall"] / median["gofmt untraced wall"],
+    }
+    per_hit = {}
+    for function in PROBED:
+        base = median["cpu untraced"]
+        per_hit[function] = {
+            kind: (median[f"cpu {function} {kind}"] - base) / hits[function] * 1e9
+            for kind in ("real", "empty", "entry")
+        }
+        per_hit[function]["hits"] = hits[function]
+        floor = per_hit[function]["empty"]
+        per_hit[function]["real / empty"] = per_hit[function]["real"] / floor if floor > 0 else None
+
+    tracer = tracer_cpu_at_64_ps(programs)
+    steady = steady_tracer_cpu(programs)
+
+    print(
+        f"\nmcalltrace overhead on {platform.node()} (kernel {platform.release()}, {os.cpu_count()} CPUs), "
+        f"{time.strftime('%Y-%m-%d')}, medians of {args.repeat}"
+    )
+    print(f"{'ratio':<48}{'value':>8}")
+    for name, value in ratios.items():
+        print(f"{name:<48}{value:>8.3f}")
+    columns = ("real", "empty", "entry")
+    print(
+        "\n"
+        + f"{'probe: ns of target CPU per hit':<32}"
+        + "".join(f"{c:>8}" for c in columns)
+        + f"{'real/empty':>11}{'hits':>10}"
+    )
+    for function, row in per_hit.items():
+        relative = f"{row['real / empty']:.2f}" if row["real / empty"] else "-"
+        cells = "".join(f"{row[column]:>8.0f}" for column in columns)
+        print(f"{function:<32}{cells}{relative:>11}{row['hits']:>10}")
+    print(
+        f"\ntracer CPU at 64 Ps, 1 s interval: {100 * steady:.2f}% of one core (steady state); "
+        f"attach {tracer['attach_seconds']:.2f} s, "
+        f"first interval after {tracer['first_interval_seconds']:.2f} s"
+    )
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "kernel": platform.release(),
+                "cpus": os.cpu_count(),
+                "repeat": args.repeat,
+                "samples": samples,
+                "medians": median,
+                "ratios": ratios,
+                "per_hit_ns": per_hit,
+                "tracer_64_ps": {**tracer, "steady_cpu_fraction": steady},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
