@@ -8,22 +8,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tracer.collect.metrics import METRICS
-from tracer.collect.snapshot import PSample
+from tracer.collect.snapshot import COUNTER_FIELDS, PSample
 from tracer.recordfile.reader import Recording
 
 _PROCESS = 1
-_CSV_COUNTERS = (
-    "mcall",
-    "switches",
-    "findrunnable",
-    "findrunnable_ns",
-    "steal_attempts",
-    "steal_successes",
-    "steal_failures",
-    "stolen_goroutines",
-    "victim_attempts",
-    "migrations",
-)
+_CSV_COUNTERS = COUNTER_FIELDS
 
 
 def _us(seconds: float) -> float:

@@ -150,3 +150,28 @@ def summary_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
     summaries = [item for item in objects if item["type"] == "summary"]
     assert len(summaries) == 1, objects[-3:]
     return summaries[0]
+
+
+def traced_run(
+    binary: Path,
+    scenario_args: list[str],
+    env: dict[str, str] | None = None,
+    interval: str = "0.25s",
+    *tracer_args: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]], Scenario]:
+    """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario)."""
+    scenario = Scenario(binary, *scenario_args, env=env)
+    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval, *tracer_args)
+    try:
+        tracer.wait_attached()
+        scenario.send("GO")
+        scenario.output.wait_for("DONE", timeout=120)
+        assert scenario.close() == 0
+        code, objects = tracer.finish()
+    finally:
+        scenario.kill()
+        tracer.kill()
+    assert code == 0, tracer.stderr
+    summary = summary_of(objects)
+    assert summary["end_reason"] == "target exited"
+    return summary, [item for item in objects if item["type"] == "interval"], scenario

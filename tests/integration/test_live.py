@@ -22,7 +22,7 @@ from tests.conftest import (
     run_cli,
     toolchain_or_skip,
 )
-from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of
+from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of, traced_run
 from tracer.errors import EXIT_NO_TARGET, EXIT_PERMISSION, EXIT_UNSUPPORTED
 from tracer.probes.layout import P_COUNTER_SLICES
 
@@ -32,27 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 @pytest.fixture(autouse=True)
 def _root_and_bcc() -> None:
     require_root_and_bcc()
-
-
-def traced_run(
-    binary: Path, scenario_args: list[str], env: dict[str, str] | None = None, interval: str = "0.25s"
-) -> tuple[dict, list[dict], Scenario]:
-    """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario)."""
-    scenario = Scenario(binary, *scenario_args, env=env)
-    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval)
-    try:
-        tracer.wait_attached()
-        scenario.send("GO")
-        scenario.output.wait_for("DONE", timeout=120)
-        assert scenario.close() == 0
-        code, objects = tracer.finish()
-    finally:
-        scenario.kill()
-        tracer.kill()
-    assert code == 0, tracer.stderr
-    summary = summary_of(objects)
-    assert summary["end_reason"] == "target exited"
-    return summary, [item for item in objects if item["type"] == "interval"], scenario
 
 
 @pytest.mark.parametrize("mode", ["default", "stripped"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ALL_VERSIONS, GoPrograms, run_cli
-from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of
+from tests.integration.live import require_root_and_bcc, summary_of, traced_run
 from tracer.recordfile.reader import read_recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -28,24 +28,15 @@ def test_record_then_replay_report_and_export_agree_with_live(
     go_programs: GoPrograms, tmp_path: Path
 ) -> None:
     record = tmp_path / "steal.mctrace"
-    scenario = Scenario(
-        go_programs.build(VERSION, "default"), "-scenario", "steal", "-n", "60", env={"GOMAXPROCS": "4"}
+    live, live_intervals, scenario = traced_run(
+        go_programs.build(VERSION, "default"),
+        ["-scenario", "steal", "-n", "60"],
+        {"GOMAXPROCS": "4"},
+        "0.5s",
+        "--record",
+        str(record),
+        "--no-trigger",
     )
-    tracer = Tracer(
-        "--pid", str(scenario.pid), "--json", "--interval", "0.5s", "--record", str(record), "--no-trigger"
-    )
-    try:
-        tracer.wait_attached()
-        scenario.send("GO")
-        scenario.output.wait_for("DONE", timeout=120)
-        assert scenario.close() == 0
-        code, objects = tracer.finish()
-    finally:
-        scenario.kill()
-        tracer.kill()
-    assert code == 0, tracer.stderr
-    live = summary_of(objects)
-    live_intervals = [item for item in objects if item["type"] == "interval"]
 
     recording = read_recording(record)
     assert not recording.truncated and recording.end is not None
