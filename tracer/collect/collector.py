@@ -12,11 +12,12 @@ from tracer.probes import layout
 from tracer.probes.loader import RawCounters
 from tracer.probes.plan import ProbePlan
 
-# Seconds of CPU one probe hit costs the target, by kind of site (measured on this machine: a
-# uprobe on an instruction the kernel emulates about 0.42 µs, one it single-steps about 5 µs,
-# plus the handler itself). scripts/bench_overhead.py measures these per probe.
-EMULATED_HIT_SECONDS = 0.45e-6
-STEPPED_HIT_SECONDS = 5.0e-6
+# Seconds of the target's CPU one probe hit costs, by kind of site, with mcalltrace's handlers:
+# measured by scripts/bench_overhead.py on this kind of machine (kernel 6.18, 2026-11-27):
+# 1.08-1.23 µs on an emulated instruction (0.58-0.79 µs of which is the uprobe itself, an empty
+# handler), about 10 µs on one the kernel single-steps.
+EMULATED_HIT_SECONDS = 1.1e-6
+STEPPED_HIT_SECONDS = 10.0e-6
 TRACEPOINT_HIT_SECONDS = 0.15e-6
 
 _P = layout.P_COUNTER_SLICES
