@@ -28,16 +28,9 @@
 #define MCT_WAIT_REASONS 64
 #define MCT_HIST_BUCKETS 32 /* log2 of nanoseconds */
 
-/* Probe identifiers, for per-probe hit counts (the tracer's cost estimate). */
-#define MCT_PROBE_MCALL 0
-#define MCT_PROBE_GOGO 1
-#define MCT_PROBE_FINDRUNNABLE 2
-#define MCT_PROBE_RUNQSTEAL 3
-#define MCT_PROBE_RUNQSTEAL_RET 4
-#define MCT_PROBE_MIGRATE 5
-#define MCT_PROBES 8
-
-/* Per P, summed over CPUs by user space. Every field is a u64 counter. */
+/* Per P, summed over CPUs by user space. Every field is a u64 counter. Each probe increments
+ * exactly one of them once per hit (mcalls, switches, findrunnable, steal_attempts, steal
+ * successes + failures, migrations), so user space derives the probes' hit counts from them. */
 struct mct_p_counters {
     __u64 mcalls;
     __u64 mcall_reasons[MCT_REASONS];
@@ -56,7 +49,6 @@ struct mct_p_counters {
 
 /* Process-wide, summed over CPUs by user space. */
 struct mct_global_counters {
-    __u64 probe_hits[MCT_PROBES];
     __u64 wait_reasons[MCT_WAIT_REASONS]; /* by g.waitreason, for mcall(park_m) */
     __u64 read_errors;                    /* bpf_probe_read_user failures */
     __u64 unknown_reasons;                /* mcall fn PCs not in the reason table */

@@ -50,49 +50,56 @@ static __always_inline struct mct_global_counters *globals(void)
     return global_counters.lookup(&zero);
 }
 
-static __always_inline u64 read_u64(u64 address, struct mct_global_counters *g)
+/* Hot paths touch the global counters only when something is rare: a failed read, a park's
+ * wait reason, an unknown mcall target. Probe hit counts are not kept here at all: user space
+ * derives them from the per-P counts each probe increments exactly once per hit. */
+static __always_inline void note_read_error(void)
+{
+    struct mct_global_counters *g = globals();
+    if (g)
+        INC(g->read_errors);
+}
+
+static __always_inline u64 read_u64(u64 address)
 {
     u64 value = 0;
-    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
-        INC(g->read_errors);
+    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0)
+        note_read_error();
     return value;
 }
 
-static __always_inline u32 read_u32(u64 address, struct mct_global_counters *g)
+static __always_inline u32 read_u32(u64 address)
 {
     u32 value = 0;
-    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0 && g)
-        INC(g->read_errors);
+    if (bpf_probe_read_user(&value, sizeof(value), (void *)address) != 0)
+        note_read_error();
     return value;
 }
 
-static __always_inline u32 p_slot_of(u64 p, struct mct_global_counters *g)
+static __always_inline u32 p_slot_of(u64 p)
 {
     if (!p)
         return MCT_NO_P;
-    u32 id = read_u32(p + OFF_P_ID, g);
+    u32 id = read_u32(p + OFF_P_ID);
     return id < MCT_MAX_P ? id : MCT_NO_P;
 }
 
-/* The M and P of the thread running g (R14). */
-static __always_inline void current_of(u64 g_address, struct current *cur, struct mct_global_counters *g)
+/* The M and P of the thread running g (R14); the M's id only when the caller needs its state. */
+static __always_inline void current_of(u64 g_address, struct current *cur, int want_m_id)
 {
-    cur->m = g_address ? read_u64(g_address + OFF_G_M, g) : 0;
-    cur->p = cur->m ? read_u64(cur->m + OFF_M_P, g) : 0;
-    cur->p_id = p_slot_of(cur->p, g);
-    u64 m_id = cur->m ? read_u64(cur->m + OFF_M_ID, g) : MCT_MAX_M;
-    cur->m_id = m_id < MCT_MAX_M ? (u32)m_id : MCT_MAX_M;
+    cur->m = g_address ? read_u64(g_address + OFF_G_M) : 0;
+    cur->p = cur->m ? read_u64(cur->m + OFF_M_P) : 0;
+    cur->p_id = p_slot_of(cur->p);
+    cur->m_id = MCT_MAX_M;
+    if (want_m_id && cur->m) {
+        u64 m_id = read_u64(cur->m + OFF_M_ID);
+        cur->m_id = m_id < MCT_MAX_M ? (u32)m_id : MCT_MAX_M;
+    }
 }
 
 static __always_inline struct mct_p_counters *counters_of(u32 p_id)
 {
     return p_counters.lookup(&p_id);
-}
-
-static __always_inline void count_hit(struct mct_global_counters *g, int probe)
-{
-    if (g && probe < MCT_PROBES)
-        INC(g->probe_hits[probe]);
 }
 
 static __always_inline void remember_p_address(u32 p_id, u64 p)
@@ -111,12 +118,12 @@ static __always_inline int detail_on(void)
     return enabled && *enabled;
 }
 
-static __always_inline void emit(struct mct_global_counters *g, u32 kind, u32 p, u32 other, u32 result, u64 goid,
-                                 u64 pc)
+static __always_inline void emit(u32 kind, u32 p, u32 other, u32 result, u64 goid, u64 pc)
 {
     struct mct_event *event = events.ringbuf_reserve(sizeof(struct mct_event));
     if (!event) {
         /* The buffer is full: user space is behind. Drop (and count) rather than slow the target. */
+        struct mct_global_counters *g = globals();
         if (g)
             INC(g->events_dropped);
         return;
@@ -147,16 +154,14 @@ static __always_inline u32 log2_bucket(u64 value)
 /* runtime.mcall(fn func(*g)): RAX is the funcval, R14 the goroutine giving up its M. */
 int on_mcall(struct pt_regs *ctx)
 {
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_MCALL);
     struct current cur = {};
-    current_of(ctx->r14, &cur, g);
+    current_of(ctx->r14, &cur, 0);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (!counters)
         return 0;
     INC(counters->mcalls);
 
-    u64 fn = read_u64(ctx->ax + OFF_FUNCVAL_FN, g);
+    u64 fn = read_u64(ctx->ax + OFF_FUNCVAL_FN);
     int zero = 0;
     struct mct_reason_table *table = reason_table.lookup(&zero);
     u32 reason = MCT_REASON_OTHER;
@@ -170,6 +175,7 @@ int on_mcall(struct pt_regs *ctx)
         }
     }
     if (reason == MCT_REASON_OTHER) {
+        struct mct_global_counters *g = globals();
         if (g)
             INC(g->unknown_reasons);
         u64 one = 1;
@@ -185,13 +191,15 @@ int on_mcall(struct pt_regs *ctx)
     if (detail_on()) {
         u64 goid = 0;
         bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->r14 + OFF_G_GOID));
-        emit(g, MCT_EVENT_MCALL, cur.p_id, reason, 0, goid, fn);
+        emit(MCT_EVENT_MCALL, cur.p_id, reason, 0, goid, fn);
     }
 
-    if (reason == MCT_REASON_PARK && g) {
+    if (reason == MCT_REASON_PARK) {
+        struct mct_global_counters *g = globals();
         u8 wait_reason = 0;
         bpf_probe_read_user(&wait_reason, sizeof(wait_reason), (void *)(ctx->r14 + OFF_G_WAITREASON));
-        INC(g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]);
+        if (g)
+            INC(g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]);
     }
     return 0;
 }
@@ -199,10 +207,8 @@ int on_mcall(struct pt_regs *ctx)
 /* runtime.gogo(buf *gobuf): the thread switches to a goroutine. R14 is still the old g (g0). */
 int on_gogo(struct pt_regs *ctx)
 {
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_GOGO);
     struct current cur = {};
-    current_of(ctx->r14, &cur, g);
+    current_of(ctx->r14, &cur, 1);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (counters)
         INC(counters->switches);
@@ -224,7 +230,8 @@ int on_gogo(struct pt_regs *ctx)
         }
         state->findrunnable_start_ns = 0;
     }
-    state->last_p = cur.p_id;
+    if (state->last_p != cur.p_id)
+        state->last_p = cur.p_id;
     if (!state->registered) {
         u32 tid = (u32)bpf_get_current_pid_tgid();
         thread_m.update(&tid, &cur.m_id);
@@ -236,10 +243,8 @@ int on_gogo(struct pt_regs *ctx)
 /* runtime.findRunnable(): a P looks for work (and may go idle). R14 is g0. */
 int on_findrunnable(struct pt_regs *ctx)
 {
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_FINDRUNNABLE);
     struct current cur = {};
-    current_of(ctx->r14, &cur, g);
+    current_of(ctx->r14, &cur, 1);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (counters)
         INC(counters->findrunnable);
@@ -257,10 +262,8 @@ int on_findrunnable(struct pt_regs *ctx)
 /* runtime.runqsteal(pp, p2 *p, stealRunNextG bool) *g: RAX is the thief, RBX the victim. */
 int on_runqsteal(struct pt_regs *ctx)
 {
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_RUNQSTEAL);
-    u32 thief = p_slot_of(ctx->ax, g);
-    u32 victim = p_slot_of(ctx->bx, g);
+    u32 thief = p_slot_of(ctx->ax);
+    u32 victim = p_slot_of(ctx->bx);
     struct mct_p_counters *counters = counters_of(thief);
     if (counters)
         INC(counters->steal_attempts);
@@ -271,11 +274,11 @@ int on_runqsteal(struct pt_regs *ctx)
     /* Remember the thief's run queue tail: at return, the stolen goroutines beyond the one
      * returned sit between it and the new tail. Only the owner writes runqtail. */
     struct current cur = {};
-    current_of(ctx->r14, &cur, g);
+    current_of(ctx->r14, &cur, 1);
     if (cur.m_id < MCT_MAX_M && ctx->ax) {
         struct mct_m_state *state = m_state.lookup(&cur.m_id);
         if (state) {
-            state->steal_tail = read_u32(ctx->ax + OFF_P_RUNQTAIL, g);
+            state->steal_tail = read_u32(ctx->ax + OFF_P_RUNQTAIL);
             state->steal_victim = victim;
         }
     }
@@ -285,10 +288,8 @@ int on_runqsteal(struct pt_regs *ctx)
 /* Each RET of runqsteal: RAX is the stolen g, or nil when nothing was stolen. */
 int on_runqsteal_ret(struct pt_regs *ctx)
 {
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_RUNQSTEAL_RET);
     struct current cur = {};
-    current_of(ctx->r14, &cur, g);
+    current_of(ctx->r14, &cur, 1);
     struct mct_p_counters *counters = counters_of(cur.p_id);
     if (!counters)
         return 0;
@@ -300,7 +301,7 @@ int on_runqsteal_ret(struct pt_regs *ctx)
         INC(counters->steal_successes);
         stolen = 1;
         if (state && cur.p) {
-            u32 tail = read_u32(cur.p + OFF_P_RUNQTAIL, g);
+            u32 tail = read_u32(cur.p + OFF_P_RUNQTAIL);
             u32 queued = tail - state->steal_tail;
             if (queued < 256) /* a P's local run queue holds 256 */
                 stolen += queued;
@@ -308,7 +309,7 @@ int on_runqsteal_ret(struct pt_regs *ctx)
         ADD(counters->stolen_goroutines, stolen);
     }
     if (detail_on())
-        emit(g, MCT_EVENT_STEAL, cur.p_id, state ? state->steal_victim : MCT_NO_P, (u32)stolen, 0, 0);
+        emit(MCT_EVENT_STEAL, cur.p_id, state ? state->steal_victim : MCT_NO_P, (u32)stolen, 0, 0);
     return 0;
 }
 
@@ -319,8 +320,6 @@ TRACEPOINT_PROBE(sched, sched_migrate_task)
     u32 *m_id = thread_m.lookup(&tid);
     if (!m_id)
         return 0;
-    struct mct_global_counters *g = globals();
-    count_hit(g, MCT_PROBE_MIGRATE);
     u32 index = *m_id;
     u32 p_id = MCT_NO_P;
     if (index < MCT_MAX_M) {

@@ -39,7 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tracer.collect.collector import probe_hits  # noqa: E402
+from tracer.collect.snapshot import PSample  # noqa: E402
 from tracer.gobuild import CACHE, find_toolchain  # noqa: E402
+from tracer.probes.layout import P_COUNTER_SLICES  # noqa: E402
 from tracer.probes.loader import LoadedProbes  # noqa: E402
 from tracer.probes.plan import build_plan  # noqa: E402
 from tracer.spawn import HeldProgram  # noqa: E402
@@ -133,13 +136,23 @@ def held_run(
         result = {"cpu": cpu, "exit": code}
         if loaded is not None and before is not None:
             after = loaded.read()
-            from tracer.probes.layout import GLOBAL_COUNTER_SLICES, PROBE_NAMES
-
-            start = GLOBAL_COUNTER_SLICES["probe_hits"].start
-            result["hits"] = {
-                PROBE_NAMES[index]: after.globals[start + index] - before.globals[start + index]
-                for index in PROBE_NAMES
-            }
+            deltas = {}
+            pairs = list(zip(after.per_p, before.per_p, strict=True))
+            for field, words in P_COUNTER_SLICES.items():
+                if words.stop - words.start == 1:
+                    deltas[field] = sum(a[words.start] - b[words.start] for a, b in pairs)
+            result["hits"] = probe_hits(
+                PSample(
+                    p=0,
+                    mcall=deltas["mcalls"],
+                    switches=deltas["switches"],
+                    findrunnable=deltas["findrunnable"],
+                    steal_attempts=deltas["steal_attempts"],
+                    steal_successes=deltas["steal_successes"],
+                    steal_failures=deltas["steal_failures"],
+                    migrations=deltas["migrations"],
+                )
+            )
         return result
     finally:
         if loaded is not None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tracer.collect.collector import EMULATED_HIT_SECONDS, STEPPED_HIT_SECONDS, Collector
+from tracer.collect.collector import (
+    EMULATED_HIT_SECONDS,
+    STEPPED_HIT_SECONDS,
+    TRACEPOINT_HIT_SECONDS,
+    Collector,
+)
 from tracer.collect.snapshot import NO_P, PSample
 from tracer.collect.summary import Summary
 from tracer.probes import layout
@@ -40,7 +45,6 @@ def _plan() -> ProbePlan:
 def _raw(
     time_ns: int,
     per_p: dict[int, dict[str, int]],
-    hits: dict[int, int] | None = None,
     waits: dict[int, int] | None = None,
     unknown: dict[int, int] | None = None,
 ) -> RawCounters:
@@ -54,8 +58,6 @@ def _raw(
                 words[layout.P_COUNTER_SLICES[field].start] = value
         slots.append(tuple(words))
     global_words = [0] * layout.GLOBAL_COUNTER_WORDS
-    for probe, count in (hits or {}).items():
-        global_words[layout.GLOBAL_COUNTER_SLICES["probe_hits"].start + probe] = count
     for reason, count in (waits or {}).items():
         global_words[layout.GLOBAL_COUNTER_SLICES["wait_reasons"].start + reason] = count
     return RawCounters(time_ns, tuple(slots), tuple(global_words), unknown or {}, {})
@@ -87,7 +89,6 @@ def test_deltas_rates_names_and_cost() -> None:
                 2: {"migrations": 3},
                 MAX_P: {"mcalls": 5, "reason15": 5},
             },
-            hits={layout.PROBE_MCALL: 1000, layout.PROBE_RUNQSTEAL: 100},
             waits={2: 7},
             unknown={0x99: 15},
         )
@@ -102,7 +103,17 @@ def test_deltas_rates_names_and_cost() -> None:
     assert snapshot.totals.mcall == 105
     assert snapshot.wait_reasons == {"chan receive": 7}
     assert snapshot.rate(snapshot.totals.mcall) == 52.5
-    expected_cost = (1000 * EMULATED_HIT_SECONDS + 100 * STEPPED_HIT_SECONDS) / 2.0
+    # Hits come from the counters each probe bumps once per hit: 105 mcalls and 90 switches on
+    # emulated sites, 8 runqsteal entries (a stepped site here) and their 8 RETs, 3 migrations.
+    assert snapshot.probe_hits == {
+        "mcall": 105,
+        "gogo": 90,
+        "findRunnable": 0,
+        "runqsteal": 8,
+        "runqsteal_ret": 8,
+        "sched_migrate_task": 3,
+    }
+    expected_cost = (195 * EMULATED_HIT_SECONDS + 16 * STEPPED_HIT_SECONDS + 3 * TRACEPOINT_HIT_SECONDS) / 2.0
     assert snapshot.cost.cpu_fraction == pytest.approx(expected_cost)
     # The unknown mcall target got a slot of its own, under its name.
     assert learned == [(2, 0x99)]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
-from tracer.collect.snapshot import NO_P, Cost, PSample, RuntimeState, Snapshot
+from tracer.collect.snapshot import NO_P, Cost, PSample, RuntimeState, Snapshot, total_of
 from tracer.probes import layout
 from tracer.probes.loader import RawCounters
 from tracer.probes.plan import ProbePlan
@@ -41,20 +41,32 @@ def short_name(function: str) -> str:
     return function.removeprefix("runtime.")
 
 
-def probe_costs(plan: ProbePlan) -> dict[int, float]:
-    """Estimated seconds per hit for each probe id of the BPF program."""
+def probe_hits(totals: PSample) -> dict[str, int]:
+    """Each probe's hits, from the counter it increments exactly once per hit."""
+    return {
+        "mcall": totals.mcall,
+        "gogo": totals.switches,
+        "findRunnable": totals.findrunnable,
+        "runqsteal": totals.steal_attempts,
+        "runqsteal_ret": totals.steal_successes + totals.steal_failures,
+        "sched_migrate_task": totals.migrations,
+    }
+
+
+def probe_costs(plan: ProbePlan) -> dict[str, float]:
+    """Estimated seconds of the target's CPU per hit, for each probe."""
 
     def site_cost(function: str) -> float:
         probe = next(probe for probe in plan.probes if probe.function == function and not probe.at_return)
         return EMULATED_HIT_SECONDS if probe.emulated else STEPPED_HIT_SECONDS
 
     return {
-        layout.PROBE_MCALL: site_cost("runtime.mcall"),
-        layout.PROBE_GOGO: site_cost("runtime.gogo"),
-        layout.PROBE_FINDRUNNABLE: site_cost("runtime.findRunnable"),
-        layout.PROBE_RUNQSTEAL: site_cost("runtime.runqsteal"),
-        layout.PROBE_RUNQSTEAL_RET: STEPPED_HIT_SECONDS,
-        layout.PROBE_MIGRATE: TRACEPOINT_HIT_SECONDS,
+        "mcall": site_cost("runtime.mcall"),
+        "gogo": site_cost("runtime.gogo"),
+        "findRunnable": site_cost("runtime.findRunnable"),
+        "runqsteal": site_cost("runtime.runqsteal"),
+        "runqsteal_ret": STEPPED_HIT_SECONDS,
+        "sched_migrate_task": TRACEPOINT_HIT_SECONDS,
     }
 
 
@@ -153,8 +165,7 @@ class Collector:
                     else f"waitReason({index})"
                 )
                 wait_reasons[name or "unknown"] = count
-        hits = global_delta[_G["probe_hits"]]
-        probe_hits = {layout.PROBE_NAMES[probe]: hits[probe] for probe in layout.PROBE_NAMES}
+        hits = probe_hits(total_of((*per_p, no_p)))
         probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
 
         cpu = self.runtime.cpu_seconds() if self.runtime else None
@@ -173,7 +184,7 @@ class Collector:
             per_p=per_p,
             no_p=no_p,
             wait_reasons=wait_reasons,
-            probe_hits=probe_hits,
+            probe_hits=hits,
             read_errors=global_delta[_G["read_errors"]][0],
             runtime=runtime,
             cost=Cost(

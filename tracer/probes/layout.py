@@ -14,21 +14,6 @@ REASON_PARK = 0
 WAIT_REASONS = 64
 HIST_BUCKETS = 32
 
-PROBE_MCALL = 0
-PROBE_GOGO = 1
-PROBE_FINDRUNNABLE = 2
-PROBE_RUNQSTEAL = 3
-PROBE_RUNQSTEAL_RET = 4
-PROBE_MIGRATE = 5
-PROBES = 8
-PROBE_NAMES = {
-    PROBE_MCALL: "mcall",
-    PROBE_GOGO: "gogo",
-    PROBE_FINDRUNNABLE: "findRunnable",
-    PROBE_RUNQSTEAL: "runqsteal",
-    PROBE_RUNQSTEAL_RET: "runqsteal_ret",
-    PROBE_MIGRATE: "sched_migrate_task",
-}
 
 u64 = ctypes.c_uint64
 u32 = ctypes.c_uint32
@@ -54,7 +39,6 @@ class PCounters(ctypes.Structure):
 
 class GlobalCounters(ctypes.Structure):
     _fields_ = [
-        ("probe_hits", u64 * PROBES),
         ("wait_reasons", u64 * WAIT_REASONS),
         ("read_errors", u64),
         ("unknown_reasons", u64),
