@@ -92,7 +92,7 @@ class GoFunctions:
         symbol = self.image.find_symbols({"runtime.firstmoduledata"}).get("runtime.firstmoduledata")
         if symbol is not None:
             return symbol.value
-        header = self._raw_pclntab()
+        header = self._pclntab_header_based
         target = self.pclntab_address
         funcnametab = target + header.funcname_offset
 
@@ -134,7 +134,7 @@ class GoFunctions:
         symbol = self.image.find_symbols({"runtime.text"}).get("runtime.text")
         if symbol is not None:
             return symbol.value
-        header_start = self._raw_pclntab().header_text_start
+        header_start = self._pclntab_header_based.header_text_start
         if header_start:
             return header_start
         raise UnsupportedTarget(f"{self.image.path}: cannot find the Go text base (module data not found)")
@@ -152,23 +152,20 @@ class GoFunctions:
         raise UnsupportedTarget(f"{self.image.path}: .gopclntab is not in the file")
 
     @cached_property
-    def _header_only(self) -> Pclntab:
+    def _pclntab_header_based(self) -> Pclntab:
         try:
             return Pclntab(self._pclntab_bytes())
         except PclntabError as err:
             raise UnsupportedTarget(f"{self.image.path}: unreadable .gopclntab ({err})") from None
 
-    def _raw_pclntab(self) -> Pclntab:
-        return self._header_only
-
     @cached_property
     def pclntab(self) -> Pclntab:
-        header = self._header_only
+        header = self._pclntab_header_based
         return Pclntab(header.data, text_base=self.text_base)
 
     @property
     def pclntab_magic(self) -> int:
-        return self._header_only.magic
+        return self._pclntab_header_based.magic
 
     @property
     def pclntab_version_range(self) -> str:
