@@ -55,6 +55,7 @@ def _target() -> TargetInfo:
         offsets_source="table",
         variables={"runtime.allp": None, "runtime.sched": 0x5723A0},
         mcall_targets={"runtime.park_m": 0x446440},
+        sched_candidates=(),
         wait_reasons=("", "GC assist marking"),
         wait_reasons_source="table",
         notes=("stripped: something to know",),

@@ -17,6 +17,7 @@ from tracer.errors import NoTarget
 from tracer.target.inspect import TargetInfo
 
 RUNQ_SIZE = 256  # len(p.runq) in every supported release
+DEFAULT_MAXMCOUNT = 10000  # runtime.sched.maxmcount unless debug.SetMaxThreads changed it
 
 
 class TargetExited(NoTarget):
@@ -40,6 +41,7 @@ class RuntimeReader:
         self.bias = load_bias
         self.allp = info.variables.get("runtime.allp")
         self.sched = info.variables.get("runtime.sched")
+        self._sched_candidates = list(info.sched_candidates) if self.sched is None else []
         self.gomaxprocs = info.variables.get("runtime.gomaxprocs")
         try:
             self._mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
@@ -113,9 +115,33 @@ class RuntimeReader:
                     states[p_id] = state
         return states, self.read_global(len(states) or None)
 
+    def _confirm_sched(self) -> None:
+        """Pick runtime.sched among the static guesses: the one whose maxmcount holds the
+        runtime's default, else (a program that changed it) the best-ranked plausible one."""
+        offsets = self.offsets
+        if "schedt.maxmcount" not in offsets:
+            self._sched_candidates = []
+            return
+        plausible = []
+        for candidate in self._sched_candidates:
+            base = candidate + self.bias
+            maxmcount = self._u32(base + offsets["schedt.maxmcount"])
+            idle = self._u32(base + offsets["schedt.npidle"])
+            if maxmcount == DEFAULT_MAXMCOUNT:
+                self.sched = candidate
+                break
+            if maxmcount is not None and 0 < maxmcount < 1 << 24 and idle is not None and idle < 1 << 16:
+                plausible.append(candidate)
+        else:
+            if plausible:
+                self.sched = plausible[0]
+        self._sched_candidates = []
+
     def read_global(self, p_count: int | None) -> RuntimeState:
         gomaxprocs = self._u32(self.gomaxprocs + self.bias) if self.gomaxprocs is not None else p_count
         global_runq = idle_ps = spinning = idle_ms = None
+        if self.sched is None and self._sched_candidates:
+            self._confirm_sched()
         if self.sched is not None:
             base = self.sched + self.bias
             global_runq = self._u32(base + self.offsets["schedt.runqsize"])

@@ -51,6 +51,14 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("schedt.npidle", ("npidle",), 4),
     FieldSpec("schedt.nmspinning", ("nmspinning",), 4),
     FieldSpec("schedt.nmidle", ("nmidle",), 4),
+    # Not read by the probes: with maxmcount (10000 unless the program changed it) they let a
+    # stripped binary's runtime.sched be found from the scheduler code's references to it.
+    FieldSpec("schedt.lock", ("lock",), 0),
+    FieldSpec("schedt.midle", ("midle",), 0),
+    FieldSpec("schedt.maxmcount", ("maxmcount",), 4),
+    FieldSpec("schedt.pidle", ("pidle",), 0),
+    FieldSpec("schedt.gcwaiting", ("gcwaiting",), 0),
+    FieldSpec("schedt.stopwait", ("stopwait",), 4),
 )
 
 FIELD_BY_KEY = {spec.key: spec for spec in FIELDS}

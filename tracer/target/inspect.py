@@ -28,6 +28,7 @@ from tracer.target.goversion import (
 from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118
 from tracer.target.probesites import ProbeSite, choose_probe_site, ret_offsets
 from tracer.target.runtime_functions import MCALL_TARGETS, RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
+from tracer.target.sched_locator import sched_candidates
 
 SUPPORTED_RANGE = f"Go {OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]} to {NEWEST_TESTED[0]}.{NEWEST_TESTED[1]}"
 
@@ -65,6 +66,7 @@ class TargetInfo:
     offsets_source: str  # "dwarf", "table" or "unavailable"
     variables: dict[str, int | None]
     mcall_targets: dict[str, int]  # name -> link-time address, for naming mcall reasons
+    sched_candidates: tuple[int, ...]  # runtime.sched guesses when .symtab lacks it, best first
     wait_reasons: tuple[str, ...]  # runtime.waitReasonStrings, indexed by g.waitreason
     wait_reasons_source: str  # "binary", "table" or "unavailable"
     notes: tuple[str, ...] = field(default=())
@@ -103,6 +105,7 @@ class TargetInfo:
             "offsets_source": self.offsets_source,
             "variables": dict(self.variables),
             "mcall_targets": dict(self.mcall_targets),
+            "sched_candidates": list(self.sched_candidates),
             "wait_reasons": list(self.wait_reasons),
             "wait_reasons_source": self.wait_reasons_source,
             "notes": list(self.notes),
@@ -252,10 +255,14 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
 
     variables: dict[str, int | None] = dict.fromkeys(RUNTIME_VARIABLES)
     variables.update(functions.find_variables(list(RUNTIME_VARIABLES)))
+    sched_guesses: tuple[int, ...] = ()
+    if variables.get("runtime.sched") is None and offsets:
+        sched_guesses = sched_candidates(image, functions, offsets)
     if not image.has_symtab:
         notes.append(
-            "stripped: runtime.allp, runtime.sched and runtime.gomaxprocs have no symbols; "
-            "the tracer finds Ps through the pointers its probes see at run time"
+            "stripped: runtime.allp, runtime.sched and runtime.gomaxprocs have no symbols; the tracer "
+            "finds Ps through the pointers its probes see, and runtime.sched among "
+            f"{len(sched_guesses)} addresses the scheduler's code refers to, confirmed at run time"
         )
 
     mcall_targets = {name: function.address for name, function in functions.find(list(MCALL_TARGETS)).items()}
@@ -282,6 +289,7 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
         offsets_source=offsets_source,
         variables=variables,
         mcall_targets=mcall_targets,
+        sched_candidates=sched_guesses,
         wait_reasons=wait_reasons,
         wait_reasons_source=wait_reasons_source,
         notes=tuple(notes),
