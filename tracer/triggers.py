@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tracer.collect.snapshot import PSample, Snapshot, total_of
+from tracer.collect.snapshot import Snapshot
 from tracer.errors import EXIT_USAGE, TracerError
 
 DEFAULT_TRIGGER = "steal_failure_rate>5%"
@@ -71,8 +71,16 @@ class Firing:
     steal_attempts: int  # in the window (context for the manifest)
 
 
+# The counters a trigger can use, kept as running sums over the window (per P and for "no P").
+_WINDOW_FIELDS = ("steal_attempts", "steal_failures", *RATE_METRICS)
+
+
 class TriggerEngine:
-    """Feed it every fine snapshot; it says when a trigger fires (at most once per cooldown)."""
+    """Feed it every fine snapshot; it says when a trigger fires (at most once per cooldown).
+
+    The window's sums are kept running (added as snapshots arrive, subtracted as they leave), so
+    each 100 ms step costs a few integer operations per P, not a re-summing of the window.
+    """
 
     def __init__(
         self,
@@ -86,49 +94,55 @@ class TriggerEngine:
         self.min_attempts = min_attempts
         self.cooldown_seconds = cooldown_seconds
         self._window: deque[Snapshot] = deque()
+        self._seconds = 0.0
+        self._sums: dict[int, list[int]] = {}
         self._last_fired: float | None = None
 
+    def _apply(self, snapshot: Snapshot, sign: int) -> None:
+        for sample in (*snapshot.per_p, snapshot.no_p):
+            sums = self._sums.setdefault(sample.p, [0] * len(_WINDOW_FIELDS))
+            for index, name in enumerate(_WINDOW_FIELDS):
+                sums[index] += sign * getattr(sample, name)
+        self._seconds += sign * snapshot.duration
+
     def _value(
-        self, trigger: Trigger, samples: list[PSample], seconds: float, latest: Snapshot
+        self, trigger: Trigger, sums: list[int], seconds: float, latest: Snapshot, p: int | None
     ) -> float | None:
+        fields = dict(zip(_WINDOW_FIELDS, sums, strict=True))
         if trigger.metric == "global_runq":
             return latest.runtime.global_runq
-        sample = samples[0] if len(samples) == 1 else total_of(samples)
         if trigger.metric == "steal_failure_rate":
-            if sample.steal_attempts < self.min_attempts:
-                return None
-            return sample.steal_failure_rate
+            attempts = fields["steal_attempts"]
+            return fields["steal_failures"] / attempts if attempts >= self.min_attempts else None
         if trigger.metric == "runq_length":
-            lengths = [item.runq_length for item in samples if item.runq_length is not None]
+            lengths = [
+                s.runq_length for s in latest.per_p if s.runq_length is not None and (p is None or s.p == p)
+            ]
             return float(sum(lengths)) if lengths else None
-        return getattr(sample, trigger.metric) / seconds
+        return fields[trigger.metric] / seconds
 
     def observe(self, snapshot: Snapshot) -> Firing | None:
         self._window.append(snapshot)
-        while len(self._window) > 1 and sum(s.duration for s in self._window) - self._window[0].duration >= (
-            self.window_seconds - 1e-6
+        self._apply(snapshot, +1)
+        while (
+            len(self._window) > 1 and self._seconds - self._window[0].duration >= self.window_seconds - 1e-6
         ):
-            self._window.popleft()
-        seconds = sum(s.duration for s in self._window)
+            self._apply(self._window.popleft(), -1)
+        seconds = self._seconds
         if seconds < self.window_seconds * 0.95:
             return None  # not a whole window yet
         if self._last_fired is not None and snapshot.time - self._last_fired < self.cooldown_seconds:
             return None
-        per_p: dict[int, PSample] = {}
-        for item in self._window:
-            for sample in item.per_p:
-                per_p[sample.p] = sample if sample.p not in per_p else per_p[sample.p].plus(sample)
-        everything = [*per_p.values(), total_of(item.no_p for item in self._window)]
-        window_total = total_of(everything)
+        total = [sum(column) for column in zip(*self._sums.values(), strict=True)]
         for trigger in self.triggers:
             compare = OPERATORS[trigger.op]
-            candidates: list[tuple[int | None, list[PSample]]] = (
-                [(p, [sample]) for p, sample in sorted(per_p.items())]
+            candidates: list[tuple[int | None, list[int]]] = (
+                [(p, sums) for p, sums in sorted(self._sums.items()) if p >= 0]
                 if trigger.per_p
-                else [(None, everything)]
+                else [(None, total)]
             )
-            for p, samples in candidates:
-                value = self._value(trigger, samples, seconds, snapshot)
+            for p, sums in candidates:
+                value = self._value(trigger, sums, seconds, snapshot, p)
                 if value is not None and compare(value, trigger.threshold):
                     self._last_fired = snapshot.time
                     return Firing(
@@ -137,6 +151,6 @@ class TriggerEngine:
                         p=p,
                         window_start=snapshot.time - seconds,
                         window_end=snapshot.time,
-                        steal_attempts=window_total.steal_attempts,
+                        steal_attempts=total[0],
                     )
         return None
