@@ -1,7 +1,7 @@
 /* sched.bpf.c: uprobes on the Go scheduler and the sched_migrate_task tracepoint.
  *
  * Every uprobe sits at the site introspection chose (an instruction the kernel emulates, before
- * the registers it reads change); none is a uretprobe, which would break Go's stack handling.
+ * the registers it reads change); never a uretprobe, which would break Go's stack handling.
  * Results are read by uprobes on each RET instruction.
  *
  * Configured by -D flags from tracer/probes/plan.py:

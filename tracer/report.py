@@ -11,6 +11,7 @@ from rich.text import Text
 
 from tracer.collect.summary import Summary
 from tracer.recordfile.reader import Recording
+from tracer.views.units import percent
 
 WORST_INTERVALS = 5
 
@@ -92,10 +93,6 @@ def report_data(recording: Recording) -> dict[str, Any]:
     }
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def report_renderable(data: dict[str, Any]) -> Group:
     header = data["recording"]["header"]
     totals = data["totals"]
@@ -114,7 +111,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
         Text.assemble(
             ("totals ", "bold"),
             f"mcall {totals['mcall']} ({totals['mcall'] / duration:.0f}/s), switches {totals['switches']}, "
-            f"steal attempts {totals['steal_attempts']} ({_percent(totals['steal_failure_rate'])} failed), "
+            f"steal attempts {totals['steal_attempts']} ({percent(totals['steal_failure_rate'])} failed), "
             f"stolen {totals['stolen_goroutines']}, migrations {totals['migrations']}",
         ),
     ]
@@ -122,7 +119,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
     lines.append(
         Text.assemble(
             ("tracer cost ", "bold"),
-            f"{cost['probe_cpu_seconds']:.3f} CPU-s of probes, {_percent(cost['share_of_target'])} of the "
+            f"{cost['probe_cpu_seconds']:.3f} CPU-s of probes, {percent(cost['share_of_target'])} of the "
             "target's CPU time (estimated)",
         )
     )
@@ -135,9 +132,9 @@ def report_renderable(data: dict[str, Any]) -> Group:
             f"{row['mcall_per_s']:.0f}",
             f"{row['switches_per_s']:.0f}",
             f"{row['steal_attempts_per_s']:.0f}",
-            _percent(row["steal_failure_rate"]),
+            percent(row["steal_failure_rate"]),
             f"{row['migrations_per_s']:.1f}",
-            _percent(row["findrunnable_share"]),
+            percent(row["findrunnable_share"]),
         )
     lines.append(table)
     reasons = sorted(totals["mcall_by_reason"].items(), key=lambda item: -item[1])
@@ -149,7 +146,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
         Text.assemble(
             ("worst steal-failure intervals ", "bold"),
             ", ".join(
-                f"t={item['t']:.1f}s {_percent(item['steal_failure_rate'])} of {item['steal_attempts']}"
+                f"t={item['t']:.1f}s {percent(item['steal_failure_rate'])} of {item['steal_attempts']}"
                 for item in worst
             )
             or "-",

@@ -8,10 +8,7 @@ from typing import TextIO
 
 from tracer.collect.snapshot import Snapshot, TraceHeader
 from tracer.collect.summary import Summary
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+from tracer.views.units import percent
 
 
 def format_line(snapshot: Snapshot) -> str:
@@ -24,7 +21,7 @@ def format_line(snapshot: Snapshot) -> str:
         f"switches/s={rate(totals.switches):.0f}",
         f"findrunnable/s={rate(totals.findrunnable):.0f}",
         f"steals/s={rate(totals.steal_attempts):.0f}",
-        f"steal_fail={_percent(totals.steal_failure_rate)}",
+        f"steal_fail={percent(totals.steal_failure_rate)}",
         f"stolen/s={rate(totals.stolen_goroutines):.0f}",
         f"migrations/s={rate(totals.migrations):.0f}",
         f"runq={sum(sample.runq_length or 0 for sample in snapshot.per_p)}",
@@ -33,7 +30,7 @@ def format_line(snapshot: Snapshot) -> str:
         parts.append(f"global_runq={runtime.global_runq}")
     if runtime.idle_ps is not None:
         parts.append(f"idle_ps={runtime.idle_ps} spinning={runtime.spinning_ms}")
-    parts.append(f"cost={_percent(snapshot.cost.share_of_target)} of target CPU")
+    parts.append(f"cost={percent(snapshot.cost.share_of_target)} of target CPU")
     return " ".join(parts)
 
 
@@ -41,33 +38,30 @@ class PlainLineSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
+    def _say(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
     def start(self, header: TraceHeader) -> None:
-        print(
+        self._say(
             f"mcalltrace: pid {header.pid} {header.binary} ({header.go_version}), "
-            f"{len(header.probes)} probes, interval {header.interval:g}s",
-            file=self.stream,
-            flush=True,
+            f"{len(header.probes)} probes, interval {header.interval:g}s"
         )
 
     def update(self, snapshot: Snapshot) -> None:
-        print(format_line(snapshot), file=self.stream, flush=True)
+        self._say(format_line(snapshot))
 
     def mark(self, marker: dict) -> None:
-        print(
+        self._say(
             f"mcalltrace: capture: {marker.get('trigger')} fired ({marker.get('value')}); writing "
-            f"{marker.get('directory')}",
-            file=self.stream,
-            flush=True,
+            f"{marker.get('directory')}"
         )
 
     def finish(self, summary: Summary, reason: str) -> None:
         totals = summary.totals
-        print(
+        self._say(
             f"mcalltrace: {reason}; {summary.intervals} intervals, mcall={totals.mcall} "
             f"switches={totals.switches} steal_attempts={totals.steal_attempts} "
-            f"steal_failures={totals.steal_failures} migrations={totals.migrations}",
-            file=self.stream,
-            flush=True,
+            f"steal_failures={totals.steal_failures} migrations={totals.migrations}"
         )
 
 

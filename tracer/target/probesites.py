@@ -152,7 +152,7 @@ def _stack_adjustment(insn: capstone.CsInsn) -> int | None:
 
 
 def ret_offsets(code: bytes, address: int) -> list[int]:
-    """Offsets of every RET in the function (for reading results without a uretprobe)."""
+    """Offsets of every RET in the function: results are read there, never through a uretprobe."""
     offsets: list[int] = []
     position = 0
     while position < len(code):

@@ -18,6 +18,7 @@ from rich.text import Text
 from tracer.collect.history import History
 from tracer.collect.metrics import METRICS, Metric
 from tracer.collect.snapshot import PSample, Snapshot, TraceHeader
+from tracer.views.units import percent, si
 
 SHADES = " ░▒▓█"
 HEAT_COLORS = ("grey23", "blue", "cyan", "green", "yellow", "dark_orange", "red", "magenta")
@@ -37,23 +38,12 @@ class ViewState:
         return METRICS[self.metric_index % len(METRICS)]
 
 
-def _si(value: float) -> str:
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.1f}{suffix}"
-    return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def format_metric(metric: Metric, value: float | None) -> str:
     if value is None:
         return "-"
     if metric.unit == "%":
-        return _percent(value)
-    return _si(value)
+        return percent(value)
+    return si(value)
 
 
 def header_renderable(header: TraceHeader, latest: Snapshot | None, state: ViewState) -> Text:
@@ -70,7 +60,7 @@ def header_renderable(header: TraceHeader, latest: Snapshot | None, state: ViewS
         share = cost.share_of_target
         style = "red" if share is not None and share > 0.05 else "green"
         text.append("  cost ", style="bold")
-        text.append(f"{_percent(share)} of target CPU" if len(text) < 58 else _percent(share), style=style)
+        text.append(f"{percent(share)} of target CPU" if len(text) < 58 else percent(share), style=style)
     if state.notice:
         text.append(f"  {state.notice}", style="bold yellow")
     if state.paused:
@@ -85,11 +75,11 @@ def scheduler_line(latest: Snapshot | None) -> Text:
     runtime = latest.runtime
     rate = latest.rate
     parts = [
-        f"mcall/s {_si(rate(totals.mcall))}",
-        f"switches/s {_si(rate(totals.switches))}",
-        f"steals/s {_si(rate(totals.steal_attempts))}",
-        f"fail {_percent(totals.steal_failure_rate)}",
-        f"migr/s {_si(rate(totals.migrations))}",
+        f"mcall/s {si(rate(totals.mcall))}",
+        f"switches/s {si(rate(totals.switches))}",
+        f"steals/s {si(rate(totals.steal_attempts))}",
+        f"fail {percent(totals.steal_failure_rate)}",
+        f"migr/s {si(rate(totals.migrations))}",
     ]
     if runtime.global_runq is not None:
         parts.append(f"global runq {runtime.global_runq}")
@@ -196,7 +186,7 @@ def per_p_table(latest: Snapshot | None, state: ViewState, rows: int, width: int
 
 def _p_row(sample: PSample, seconds: float) -> dict[str, str]:
     def rate(count: int) -> str:
-        return _si(count / seconds) if seconds > 0 else "-"
+        return si(count / seconds) if seconds > 0 else "-"
 
     top = max(sample.mcall_by_reason.items(), key=lambda item: item[1], default=None)
     top_reason = f"{top[0]} {100 * top[1] / sample.mcall:.0f}%" if top and sample.mcall else "-"
@@ -211,9 +201,9 @@ def _p_row(sample: PSample, seconds: float) -> dict[str, str]:
         "findR/s": rate(sample.findrunnable),
         "steal/s": rate(sample.steal_attempts),
         "fail/s": rate(sample.steal_failures),
-        "fail%": _percent(sample.steal_failure_rate),
+        "fail%": percent(sample.steal_failure_rate),
         "migr/s": rate(sample.migrations),
-        "idle%": _percent(idle),
+        "idle%": percent(idle),
     }
 
 
@@ -235,7 +225,7 @@ def footer_renderable(history: History, state: ViewState, width: int) -> Group:
     rates = [snapshot.totals.steal_failure_rate for snapshot in history.snapshots]
     spark_width = max(10, width - 34)
     line = Text.assemble(("steal fail ", "bold"), sparkline(rates, state.threshold, spark_width))
-    line.append(f" threshold {_percent(state.threshold)}", style="dim")
+    line.append(f" threshold {percent(state.threshold)}", style="dim")
     parts: list[RenderableType] = [line]
     if latest is not None:
         totals = latest.totals
@@ -243,7 +233,7 @@ def footer_renderable(history: History, state: ViewState, width: int) -> Group:
         parts.append(
             Text.assemble(
                 ("mcall reasons ", "bold"),
-                ", ".join(f"{name} {_percent(count / totals.mcall)}" for name, count in reasons[:6])
+                ", ".join(f"{name} {percent(count / totals.mcall)}" for name, count in reasons[:6])
                 if totals.mcall
                 else "-",
                 overflow="ellipsis",
@@ -255,7 +245,7 @@ def footer_renderable(history: History, state: ViewState, width: int) -> Group:
         parts.append(
             Text.assemble(
                 ("wait reasons ", "bold"),
-                ", ".join(f"{name} {_percent(count / total_waits)}" for name, count in waits[:5])
+                ", ".join(f"{name} {percent(count / total_waits)}" for name, count in waits[:5])
                 if waits
                 else "-",
                 overflow="ellipsis",

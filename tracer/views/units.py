@@ -1,0 +1,16 @@
+"""How numbers are written for people, the same in every view."""
+
+from __future__ import annotations
+
+
+def percent(value: float | None) -> str:
+    """0.0523 -> "5.2%"; None (no data, e.g. no steal attempts) -> "-"."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def si(value: float) -> str:
+    """Compact magnitudes: 1234 -> "1.2k", 7.5 -> "7.5", 12 -> "12"."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.1f}{suffix}"
+    return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
