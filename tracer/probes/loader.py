@@ -1,13 +1,15 @@
 """Turns a ProbePlan into kernel objects with bcc, and reads the maps back.
 
-The only module that imports bcc. Uprobes are attached by file offset through bcc's
-bpf_attach_uprobe (the perf uprobe PMU where the kernel has it, which leaves nothing behind in
-tracefs), each with the target's pid so the kernel only runs the handlers for its threads.
+The only module that imports bcc. Uprobes are attached by file offset, with the target's pid so
+the kernel only runs the handlers for its threads: as uprobe_multi links where the kernel has
+them (6.6+; see uprobe_multi.py), else one by one through bcc's bpf_attach_uprobe (the perf uprobe
+PMU, which leaves nothing behind in tracefs).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import time
@@ -18,6 +20,7 @@ from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
 from tracer.probes.plan import ProbePlan
 from tracer.probes.ringbuf import RingBufferReader
+from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI, create_link
 
 _BPF_NOEXIST = 1  # bpf_map_update_elem flag: only create
 RINGBUF_PAGES = 1024  # BPF_RINGBUF_OUTPUT(events, ...) in bpf/sched.bpf.c
@@ -88,6 +91,7 @@ class LoadedProbes:
         self._lib = bcc.libbcc.lib
         self._bpf = _compile(plan, bcc, source)
         self._uprobe_fds: list[int] = []
+        self._link_fds: list[int] = []
         self.attach_seconds = 0.0
         self._ncpu = len(bcc.utils.get_possible_cpus())
         if source != "sched.bpf.c":
@@ -115,23 +119,13 @@ class LoadedProbes:
                 self._tables[name].clear()
 
     def attach(self) -> None:
+        """Insert every probe of the plan: as uprobe_multi links where the kernel has them (one
+        per handler, inserted and removed at once), else as one perf-event uprobe each."""
         start = time.perf_counter()
-        bcc = _import_bcc()
-        path = self.binary_path.encode()
         self._reset_state()
         try:
-            for index, probe in enumerate(self.plan.probes):
-                function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
-                event = f"mct_{self.pid}_{index}_{probe.file_offset:x}".encode()
-                fd = self._lib.bpf_attach_uprobe(function.fd, 0, event, path, probe.file_offset, self.pid, 0)
-                if fd < 0:
-                    raise TracerError(
-                        f"could not attach a uprobe to {probe.function} at file offset "
-                        f"{probe.file_offset:#x} of {self.binary_path} "
-                        "(does the kernel support uprobes? try `mcalltrace doctor`)",
-                        EXIT_KERNEL,
-                    )
-                self._uprobe_fds.append(fd)
+            if not self._attach_links():
+                self._attach_perf_events()
         except BaseException:
             self.detach()
             raise
@@ -139,12 +133,67 @@ class LoadedProbes:
         # threads registered in thread_m, so an idle compiled program costs next to nothing.
         self.attach_seconds = time.perf_counter() - start
 
+    def _attach_links(self) -> bool:
+        """Attach as uprobe_multi links; False where the kernel lacks them (before 6.6)."""
+        if getattr(self._bpf, "_mcalltrace_no_links", False):
+            return False
+        bcc = _import_bcc()
+        by_handler: dict[str, list[int]] = {}
+        for probe in self.plan.probes:
+            by_handler.setdefault(probe.handler, []).append(probe.file_offset)
+        for handler, offsets in by_handler.items():
+            try:
+                function = self._bpf.load_func(
+                    handler.encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
+                )
+                self._link_fds.append(create_link(function.fd, self.binary_path, offsets, self.pid))
+            except OSError as err:
+                if self._link_fds or err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise self._attach_error(handler, err) from None
+                return self._no_links()
+            except Exception:  # bcc: the kernel refused the attach type when loading
+                return self._no_links()
+        return True
+
+    def _no_links(self) -> bool:
+        """Remember that this kernel has no uprobe_multi links; reload the handlers for perf events."""
+        self.detach()
+        self._bpf._mcalltrace_no_links = True
+        self._bpf.funcs.clear()
+        return False
+
+    def _attach_error(self, what: str, err: OSError) -> TracerError:
+        return TracerError(
+            f"could not attach uprobes ({what}) to {self.binary_path}: {err.strerror} "
+            "(does the kernel support uprobes? try `mcalltrace doctor`)",
+            EXIT_KERNEL,
+        )
+
+    def _attach_perf_events(self) -> None:
+        bcc = _import_bcc()
+        path = self.binary_path.encode()
+        for index, probe in enumerate(self.plan.probes):
+            function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
+            event = f"mct_{self.pid}_{index}_{probe.file_offset:x}".encode()
+            fd = self._lib.bpf_attach_uprobe(function.fd, 0, event, path, probe.file_offset, self.pid, 0)
+            if fd < 0:
+                raise TracerError(
+                    f"could not attach a uprobe to {probe.function} at file offset "
+                    f"{probe.file_offset:#x} of {self.binary_path} "
+                    "(does the kernel support uprobes? try `mcalltrace doctor`)",
+                    EXIT_KERNEL,
+                )
+            self._uprobe_fds.append(fd)
+
     def detach(self) -> None:
         """Remove every uprobe from the target. Safe to call more than once.
 
-        Each removal waits for RCU grace periods in the kernel (about 0.1 s a probe here, and
-        they serialize), so detaching takes a moment; the target runs on meanwhile.
+        A link removes all its probes behind one RCU grace period (about 25 ms here); perf-event
+        uprobes each wait for their own (about 0.1 s a probe, serialized).
         """
+        links, self._link_fds = self._link_fds, []
+        for fd in links:
+            os.close(fd)
         fds, self._uprobe_fds = self._uprobe_fds, []
         for fd in fds:
             self._lib.bpf_close_perf_event_fd(fd)
@@ -155,8 +204,8 @@ class LoadedProbes:
         self._reset_state()
 
     @property
-    def probe_count(self) -> int:
-        return len(self._uprobe_fds)
+    def attached(self) -> bool:
+        return bool(self._uprobe_fds or self._link_fds)
 
     # ---- maps ---------------------------------------------------------------------------------
 

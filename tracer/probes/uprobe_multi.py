@@ -1,0 +1,46 @@
+"""uprobe_multi links (Linux 6.6+): many uprobes in one binary as one BPF link.
+
+One link per handler program, holding all of that program's offsets. Creating it inserts every
+breakpoint at once; closing it removes them all behind a single RCU grace period — about 25 ms
+here, where closing one perf-event uprobe at a time costs about 100 ms per probe, serialized.
+bcc 0.26 has no API for these links, so the bpf(BPF_LINK_CREATE) call is made directly; the
+programs must be loaded with the BPF_TRACE_UPROBE_MULTI expected attach type.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+BPF_LINK_CREATE = 28
+BPF_TRACE_UPROBE_MULTI = 48
+_SYS_BPF = 321  # x86-64
+_ATTR_SIZE = 128
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def create_link(program_fd: int, path: str, offsets: list[int], pid: int) -> int:
+    """A link of uprobes at `offsets` of the file at `path`, for process `pid` only.
+
+    Raises OSError with the kernel's errno (EINVAL or ENOTSUPP where the kernel lacks support).
+    """
+    path_buffer = ctypes.create_string_buffer(path.encode())
+    offset_array = (ctypes.c_uint64 * len(offsets))(*offsets)
+    attr = (ctypes.c_uint8 * _ATTR_SIZE)()
+
+    def put(offset: int, kind: type, value: int) -> None:
+        ctypes.cast(ctypes.byref(attr, offset), ctypes.POINTER(kind))[0] = value
+
+    # union bpf_attr.link_create: prog_fd, target_fd, attach_type, flags, then uprobe_multi:
+    # path, offsets, ref_ctr_offsets, cookies (u64 each), cnt, flags, pid (u32 each).
+    put(0, ctypes.c_uint32, program_fd)
+    put(8, ctypes.c_uint32, BPF_TRACE_UPROBE_MULTI)
+    put(16, ctypes.c_uint64, ctypes.addressof(path_buffer))
+    put(24, ctypes.c_uint64, ctypes.addressof(offset_array))
+    put(48, ctypes.c_uint32, len(offsets))
+    put(56, ctypes.c_uint32, pid)
+    fd = _libc.syscall(_SYS_BPF, BPF_LINK_CREATE, attr, _ATTR_SIZE)
+    if fd < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    return fd
