@@ -131,6 +131,7 @@ def held_run(
         else:
             before = None
         program.release()
+        program.resume()
         code, cpu = wait_rusage(program.pid)
         program.exit_code = code
         result = {"cpu": cpu, "exit": code}

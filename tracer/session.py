@@ -122,12 +122,18 @@ class LiveSource:
         try:
             self.probes.attach()
             if program is not None:
+                # Stopped after its exec, before its first instruction: the counting starts
+                # from nothing, and mcall's targets are known by their loaded addresses.
                 expected = os.stat(program.path).st_ino
                 program.release()
                 self.bias = load_bias(self.pid, info, wait_seconds=10.0, expected_inode=expected)
+                self.probes.set_reason_table(self.bias)
+                baseline = self.probes.read()
+                program.resume()
             else:
                 self.bias = load_bias(self.pid, info)
-            self.probes.set_reason_table(self.bias)
+                self.probes.set_reason_table(self.bias)
+                baseline = None
             self.runtime = RuntimeReader(self.pid, info, self.bias)
         except BaseException:
             self.close()
@@ -141,8 +147,9 @@ class LiveSource:
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
         )
         self.probes.register_threads(self.runtime.thread_ids())
-        # The baseline is read before anyone is told the probes are in: counting starts here.
-        self.collector.start(self.probes.read())
+        # The baseline is read before anyone is told the probes are in: counting starts here
+        # (for `run`, before the program's first instruction).
+        self.collector.start(baseline if baseline is not None else self.probes.read())
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,

@@ -4,12 +4,18 @@ before its first instruction; its stdin, stdout and stderr are the tracer's own,
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import time
 
 from tracer.errors import NoTarget
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_PTRACE_TRACEME = 0
+_PTRACE_DETACH = 17
 
 
 class HeldProgram:
@@ -34,6 +40,9 @@ class HeldProgram:
                 if os.read(go_read, 1) != b"x":
                     os._exit(125)  # the tracer gave up before starting us
                 os.close(go_read)
+                # Stop at the exec (SIGTRAP) so the tracer can see where the program is mapped
+                # before its first instruction runs; the tracer lets it go at once.
+                _LIBC.ptrace(_PTRACE_TRACEME, 0, None, None)
                 os.execv(self.path, argv)
             except OSError as err:
                 os.write(error_write, f"{argv[0]}: {err.strerror}".encode())
@@ -43,7 +52,8 @@ class HeldProgram:
         os.close(error_write)
 
     def release(self) -> None:
-        """Let the program exec; raises if exec failed."""
+        """Let the program exec, and return with it stopped just after the exec, before its first
+        instruction; `resume()` lets it run. Raises if exec failed."""
         os.write(self._go, b"x")
         os.close(self._go)
         self._go = -1
@@ -52,6 +62,17 @@ class HeldProgram:
         if message:
             self.wait()
             raise NoTarget(message.decode(errors="replace"))
+        _pid, status = os.waitpid(self.pid, 0)
+        if not os.WIFSTOPPED(status):  # it did not get as far as its first instruction
+            self.exit_code = os.waitstatus_to_exitcode(status)
+            raise NoTarget(f"{self.argv[0]}: exited before it started (exit {self.exit_code})")
+        self._stopped = True
+
+    def resume(self) -> None:
+        """Let the program run (stop tracing it with ptrace; the uprobes stay)."""
+        if getattr(self, "_stopped", False):
+            _LIBC.ptrace(_PTRACE_DETACH, self.pid, None, None)
+            self._stopped = False
 
     def poll(self) -> int | None:
         if self.exit_code is None:
@@ -71,6 +92,7 @@ class HeldProgram:
         if self._go >= 0:  # never released: it is still waiting before exec
             os.close(self._go)
             self._go = -1
+        self.resume()
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
