@@ -239,7 +239,10 @@ def test_run_starts_the_program_traces_it_from_the_start_and_returns_its_exit_co
     objects = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     summary = summary_of(objects)
     assert summary["end_reason"] == "target exited"
-    assert summary["totals"]["mcall_by_reason"].get("goexit0", 0) >= 700
+    reasons = summary["totals"]["mcall_by_reason"]
+    # From the first instruction: each of the 700 goroutines yields once and exits once.
+    assert reasons.get("gosched_m") == 700
+    assert 700 <= reasons.get("goexit0", 0) <= 710
     failing = run_cli("run", "--no-ui", "--", str(binary), "-scenario", "nosuch")
     assert failing.returncode == 2  # the program's exit code
     assert "unknown scenario nosuch" in failing.stderr
