@@ -173,15 +173,13 @@ class LiveSource:
         from tracer.probes.loader import StackProfiler
 
         self._profiler: Any = None
-        self._profiler_error: str | None = None
         self._profiler_lock = threading.Lock()
         self._detail_active = False
 
         def build() -> None:
             try:
                 profiler = StackProfiler(self.pid)
-            except Exception as err:  # captures go on without stacks, and say why
-                self._profiler_error = str(err)
+            except Exception:  # captures go on without stacks (the manifest shows no samples)
                 return
             with self._profiler_lock:
                 self._profiler = profiler

@@ -36,7 +36,6 @@ KIND_HEADER = 1
 KIND_FRAME = 2
 KIND_MARKER = 3
 KIND_END = 4
-KIND_NAMES = {KIND_HEADER: "header", KIND_FRAME: "frame", KIND_MARKER: "marker", KIND_END: "end"}
 
 P_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(PSample))
 

@@ -37,7 +37,6 @@ class RecordWriter:
             raise TracerError(f"cannot write {self.path}: {err.strerror}") from None
         self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
         self.failed: str | None = None
-        self.bytes_written = 0
         self._raw_write(PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
         self.write(
             KIND_HEADER,
@@ -55,7 +54,6 @@ class RecordWriter:
         try:
             self._file.write(data)
             self._file.flush()
-            self.bytes_written += len(data)
         except OSError as err:
             # A full disk stops the recording, not the trace: what was flushed stays readable.
             self.failed = f"recording to {self.path} stopped: {err.strerror}"

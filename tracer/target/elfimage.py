@@ -140,9 +140,6 @@ class ElfImage:
             compressed=bool(section["sh_flags"] & 0x800),  # SHF_COMPRESSED
         )
 
-    def section_names(self) -> list[str]:
-        return list(self._sections)
-
     def section_bytes(self, name: str) -> bytes | None:
         """A section's contents (decompressed if need be), or None when absent or NOBITS."""
         section = self._sections.get(name)
@@ -286,10 +283,4 @@ class ElfImage:
             desc_start = 12 + ((namesz + 3) & ~3)
             desc = data[desc_start : desc_start + descsz]
             return desc.hex() if name == ".note.gnu.build-id" else desc.decode(errors="replace")
-        return None
-
-    def interpreter(self) -> str | None:
-        for seg in self.elf.iter_segments():
-            if seg["p_type"] == "PT_INTERP":
-                return seg.get_interp_name()
         return None

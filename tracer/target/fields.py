@@ -61,5 +61,4 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("schedt.stopwait", ("stopwait",), 4),
 )
 
-FIELD_BY_KEY = {spec.key: spec for spec in FIELDS}
 STRUCTS = sorted({spec.struct for spec in FIELDS})

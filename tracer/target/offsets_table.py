@@ -28,11 +28,6 @@ def offsets_for(version_key: str) -> dict[str, int] | None:
     return dict(entry["offsets"]) if entry else None
 
 
-def generated_from(version_key: str) -> str | None:
-    entry = _table()["versions"].get(version_key)
-    return entry["toolchain"] if entry else None
-
-
 def wait_reasons_for(version_key: str) -> list[str] | None:
     """runtime.waitReasonStrings of that release, indexed by g.waitreason."""
     entry = _table()["versions"].get(version_key)

@@ -165,8 +165,3 @@ def ret_offsets(code: bytes, address: int) -> list[int]:
         if not progressed:
             position += 1  # undecodable byte: step over it and resynchronise
     return offsets
-
-
-def instructions(code: bytes, address: int) -> list[tuple[int, str]]:
-    """(offset, text) for each instruction, for diagnostics and tests."""
-    return [(insn.address - address, _text(insn)) for insn in _PLAIN.disasm(code, address)]

@@ -52,5 +52,4 @@ MCALL_TARGETS: tuple[str, ...] = (
     "runtime.recovery",
 )
 
-RUNTIME_FUNCTION_BY_NAME = {function.name: function for function in RUNTIME_FUNCTIONS}
 RUNTIME_VARIABLES = ("runtime.allp", "runtime.sched", "runtime.gomaxprocs", "runtime.buildVersion")
