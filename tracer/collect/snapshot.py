@@ -30,6 +30,13 @@ COUNTER_FIELDS = (
 P_STATUS_NAMES = {0: "idle", 1: "running", 2: "syscall", 3: "gcstop", 4: "dead"}
 
 
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `data` that are fields of dataclass `cls`: newer writers may add fields an
+    older reader does not know, and those are skipped."""
+    names = {item.name for item in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
 def _add_maps(left: dict[str, int], right: dict[str, int]) -> dict[str, int]:
     merged = dict(left)
     for key, value in right.items():
@@ -95,8 +102,7 @@ class PSample:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PSample:
-        known = {item.name for item in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
+        values = known_fields(cls, data)
         values["findrunnable_hist"] = tuple(values.get("findrunnable_hist", ()))
         values["mcall_by_reason"] = dict(values.get("mcall_by_reason", {}))
         return cls(**values)
@@ -164,7 +170,6 @@ class Snapshot:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         cost = data.get("cost", {})
-        runtime_fields = {item.name for item in fields(RuntimeState)}
         return cls(
             index=data["index"],
             time=data["time"],
@@ -174,7 +179,7 @@ class Snapshot:
             wait_reasons=dict(data.get("wait_reasons", {})),
             probe_hits=dict(data.get("probe_hits", {})),
             read_errors=data.get("read_errors", 0),
-            runtime=RuntimeState(**{k: v for k, v in data.get("runtime", {}).items() if k in runtime_fields}),
+            runtime=RuntimeState(**known_fields(RuntimeState, data.get("runtime", {}))),
             cost=Cost(cost.get("cpu_fraction", 0.0), cost.get("target_cpu_fraction")),
         )
 
@@ -224,8 +229,7 @@ class TraceHeader:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TraceHeader:
-        known = {item.name for item in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
+        values = known_fields(cls, data)
         values["probes"] = tuple(values.get("probes", ()))
         values["offsets"] = dict(values.get("offsets", {}))
         return cls(**values)
