@@ -10,3 +10,5 @@ int on_gogo(struct pt_regs *ctx) { return 0; }
 int on_findrunnable(struct pt_regs *ctx) { return 0; }
 int on_runqsteal(struct pt_regs *ctx) { return 0; }
 int on_runqsteal_ret(struct pt_regs *ctx) { return 0; }
+int on_switch_group(struct pt_regs *ctx) { return 0; }
+int on_steal_group(struct pt_regs *ctx) { return 0; }

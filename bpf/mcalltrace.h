@@ -55,14 +55,32 @@ struct mct_global_counters {
     __u64 events_dropped;                 /* detail events lost to a full ring buffer */
 };
 
+/* Probe groups: the probes the overhead budget attaches and detaches together. findRunnable's
+ * timing runs from its entry to the next gogo, so the two share a group; so do runqsteal's entry
+ * and its RETs. User space bumps a group's generation before each attach, and a handler only
+ * pairs an exit with an entry of the same generation, so no measurement spans a detached gap. */
+#define MCT_GROUP_MCALL 0  /* runtime.mcall */
+#define MCT_GROUP_SWITCH 1 /* runtime.gogo, runtime.findRunnable */
+#define MCT_GROUP_STEAL 2  /* runtime.runqsteal and its RETs */
+#define MCT_GROUPS 3
+
+/* uprobe_multi cookies: which probe site of its group's link a hit is at. */
+#define MCT_SITE_MCALL 1
+#define MCT_SITE_GOGO 2
+#define MCT_SITE_FINDRUNNABLE 3
+#define MCT_SITE_RUNQSTEAL 4
+#define MCT_SITE_RUNQSTEAL_RET 5
+
 /* Per M, written only by the thread that runs that M. */
 struct mct_m_state {
-    __u64 findrunnable_start_ns; /* 0 when not inside findRunnable */
+    __u64 findrunnable_start_ns;   /* 0 when not inside findRunnable */
     __u32 findrunnable_p;
-    __u32 last_p;                /* for attributing thread migrations */
-    __u32 steal_tail;            /* thief's runqtail at runqsteal entry */
-    __u32 registered;            /* its tid is in the tid -> m.id map */
-    __u32 steal_victim;          /* victim P of the runqsteal in progress */
+    __u32 findrunnable_generation; /* MCT_GROUP_SWITCH's generation at findRunnable entry */
+    __u32 last_p;                  /* for attributing thread migrations */
+    __u32 steal_tail;              /* thief's runqtail at runqsteal entry */
+    __u32 steal_victim;            /* victim P of the runqsteal in progress */
+    __u32 steal_generation;        /* MCT_GROUP_STEAL's generation at runqsteal entry */
+    __u32 registered;              /* its tid is in the tid -> m.id map */
     __u32 reserved;
 };
 

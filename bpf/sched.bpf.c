@@ -35,6 +35,8 @@ BPF_HASH(thread_m, u32, u32, 16384);
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
 /* Event-level detail: on only while a capture window is open (one array lookup otherwise). */
 BPF_ARRAY(detail_enabled, u32, 1);
+/* Bumped by user space before each attach of a probe group (see MCT_GROUP_*). */
+BPF_ARRAY(group_generation, u32, MCT_GROUPS);
 BPF_RINGBUF_OUTPUT(events, 1024); /* pages: 4 MB, about 100k events */
 
 struct current {
@@ -109,6 +111,12 @@ static __always_inline void remember_p_address(u32 p_id, u64 p)
     struct mct_p_address *slot = p_addresses.lookup(&p_id);
     if (slot && slot->address != p)
         slot->address = p;
+}
+
+static __always_inline u32 generation_of(int group)
+{
+    u32 *generation = group_generation.lookup(&group);
+    return generation ? *generation : 0;
 }
 
 static __always_inline int detail_on(void)
@@ -205,7 +213,7 @@ int on_mcall(struct pt_regs *ctx)
 }
 
 /* runtime.gogo(buf *gobuf): the thread switches to a goroutine. R14 is still the old g (g0). */
-int on_gogo(struct pt_regs *ctx)
+static __always_inline int gogo_hit(struct pt_regs *ctx)
 {
     struct current cur = {};
     current_of(ctx->r14, &cur, 1);
@@ -217,7 +225,10 @@ int on_gogo(struct pt_regs *ctx)
     struct mct_m_state *state = m_state.lookup(&cur.m_id);
     if (!state)
         return 0;
-    if (state->findrunnable_start_ns) {
+    /* Only an entry seen since this attach of the group: one from before a detached gap would
+     * time the gap. */
+    if (state->findrunnable_start_ns &&
+        state->findrunnable_generation == generation_of(MCT_GROUP_SWITCH)) {
         u64 elapsed = bpf_ktime_get_ns() - state->findrunnable_start_ns;
         u32 looked_on = state->findrunnable_p;
         struct mct_p_counters *looking = counters_of(looked_on);
@@ -228,8 +239,9 @@ int on_gogo(struct pt_regs *ctx)
             if (bucket < MCT_HIST_BUCKETS)
                 INC(looking->findrunnable_hist[bucket]);
         }
-        state->findrunnable_start_ns = 0;
     }
+    if (state->findrunnable_start_ns)
+        state->findrunnable_start_ns = 0;
     if (state->last_p != cur.p_id)
         state->last_p = cur.p_id;
     if (!state->registered) {
@@ -241,7 +253,7 @@ int on_gogo(struct pt_regs *ctx)
 }
 
 /* runtime.findRunnable(): a P looks for work (and may go idle). R14 is g0. */
-int on_findrunnable(struct pt_regs *ctx)
+static __always_inline int findrunnable_hit(struct pt_regs *ctx)
 {
     struct current cur = {};
     current_of(ctx->r14, &cur, 1);
@@ -255,12 +267,13 @@ int on_findrunnable(struct pt_regs *ctx)
     if (state) {
         state->findrunnable_start_ns = bpf_ktime_get_ns();
         state->findrunnable_p = cur.p_id;
+        state->findrunnable_generation = generation_of(MCT_GROUP_SWITCH);
     }
     return 0;
 }
 
 /* runtime.runqsteal(pp, p2 *p, stealRunNextG bool) *g: RAX is the thief, RBX the victim. */
-int on_runqsteal(struct pt_regs *ctx)
+static __always_inline int runqsteal_hit(struct pt_regs *ctx)
 {
     u32 thief = p_slot_of(ctx->ax);
     u32 victim = p_slot_of(ctx->bx);
@@ -280,13 +293,14 @@ int on_runqsteal(struct pt_regs *ctx)
         if (state) {
             state->steal_tail = read_u32(ctx->ax + OFF_P_RUNQTAIL);
             state->steal_victim = victim;
+            state->steal_generation = generation_of(MCT_GROUP_STEAL);
         }
     }
     return 0;
 }
 
 /* Each RET of runqsteal: RAX is the stolen g, or nil when nothing was stolen. */
-int on_runqsteal_ret(struct pt_regs *ctx)
+static __always_inline int runqsteal_ret_hit(struct pt_regs *ctx)
 {
     struct current cur = {};
     current_of(ctx->r14, &cur, 1);
@@ -294,6 +308,10 @@ int on_runqsteal_ret(struct pt_regs *ctx)
     if (!counters)
         return 0;
     struct mct_m_state *state = cur.m_id < MCT_MAX_M ? m_state.lookup(&cur.m_id) : 0;
+    /* A return whose entry this attach of the group did not see is not counted, so that
+     * attempts = successes + failures holds within every sampling window. */
+    if (state && state->steal_generation != generation_of(MCT_GROUP_STEAL))
+        return 0;
     u64 stolen = 0;
     if (!ctx->ax) {
         INC(counters->steal_failures);
@@ -311,6 +329,28 @@ int on_runqsteal_ret(struct pt_regs *ctx)
     if (detail_on())
         emit(MCT_EVENT_STEAL, cur.p_id, state ? state->steal_victim : MCT_NO_P, (u32)stolen, 0, 0);
     return 0;
+}
+
+/* Entry points. With uprobe_multi links each group is one link, so that its probes go in and out
+ * together; the cookie of the probe site that was hit says which function it is in. Perf-event
+ * uprobes (kernels before 6.6) attach each site to its own entry point instead. */
+int on_gogo(struct pt_regs *ctx) { return gogo_hit(ctx); }
+int on_findrunnable(struct pt_regs *ctx) { return findrunnable_hit(ctx); }
+int on_runqsteal(struct pt_regs *ctx) { return runqsteal_hit(ctx); }
+int on_runqsteal_ret(struct pt_regs *ctx) { return runqsteal_ret_hit(ctx); }
+
+int on_switch_group(struct pt_regs *ctx)
+{
+    if (bpf_get_attach_cookie(ctx) == MCT_SITE_FINDRUNNABLE)
+        return findrunnable_hit(ctx);
+    return gogo_hit(ctx);
+}
+
+int on_steal_group(struct pt_regs *ctx)
+{
+    if (bpf_get_attach_cookie(ctx) == MCT_SITE_RUNQSTEAL_RET)
+        return runqsteal_ret_hit(ctx);
+    return runqsteal_hit(ctx);
 }
 
 /* A thread of the target moves between CPUs: count it against the P it last ran. */

@@ -203,6 +203,9 @@ class _ActiveCapture:
             "files": files,
             "events": self.event_count,
             "events_dropped": self._dropped,
+            # Probe groups the overhead budget sampled in the window -> share of it they were
+            # attached: events exist only for those parts (empty: every event is there).
+            "sampled": self.window_summary.sampled,
             "stack_samples": sum(stacks.values()),
             "stack_lines": folded_lines,
             "pprof_error": self._pprof_error,

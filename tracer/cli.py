@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from tracer import __version__
+from tracer.collect.budget import DEFAULT_BUDGET, parse_budget
 from tracer.errors import EXIT_USAGE, TracerError
 
 if TYPE_CHECKING:
@@ -48,6 +49,15 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+OVERHEAD_BUDGET_OPTION = click.option(
+    "--overhead-budget",
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Most of the target's CPU time the probes may cost; the costliest probes are then attached "
+    "for part of each interval and their counts estimated (marked ~). `none`: exact counts, any cost.",
+)
 
 
 def trace_options(function):  # type: ignore[no-untyped-def]
@@ -102,6 +112,7 @@ def trace_options(function):  # type: ignore[no-untyped-def]
         click.option(
             "--pprof-url", help="The target's net/http/pprof base URL (http://127.0.0.1:6060/debug/pprof)."
         ),
+        OVERHEAD_BUDGET_OPTION,
     )
     for option in reversed(options):
         function = option(function)
@@ -162,6 +173,7 @@ def cli(
             duration=duration,
             no_ui=no_ui,
             as_json=as_json,
+            overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
             recording=_record_options(record),
         )
     )
@@ -192,6 +204,7 @@ def run(
             duration=duration,
             no_ui=no_ui,
             as_json=as_json,
+            overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
             recording=_record_options(record),
         )
     )
@@ -298,11 +311,20 @@ def doctor() -> None:
 @click.option("--duration", type=DURATION, default="20s", show_default=True, help="How long to trace.")
 @click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def demo(interval: float, duration: float, no_ui: bool, as_json: bool) -> None:
+@OVERHEAD_BUDGET_OPTION
+def demo(interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: str) -> None:
     """Build the bundled Go workload (parking, exits, preemption, stealing, syscalls) and trace it."""
     from tracer.demo import run_demo
 
-    sys.exit(run_demo(interval=interval, duration=duration, no_ui=no_ui, as_json=as_json))
+    sys.exit(
+        run_demo(
+            interval=interval,
+            duration=duration,
+            no_ui=no_ui,
+            as_json=as_json,
+            overhead_budget=parse_budget(overhead_budget),
+        )
+    )
 
 
 def main() -> None:

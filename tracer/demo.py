@@ -45,7 +45,9 @@ def stop_demo(process: subprocess.Popen[str]) -> None:
             process.wait()
 
 
-def run_demo(interval: float, duration: float, no_ui: bool, as_json: bool) -> int:
+def run_demo(
+    interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: float | None = 0.02
+) -> int:
     from tracer.livecmd import trace_live
 
     binary = build_demo()
@@ -53,6 +55,13 @@ def run_demo(interval: float, duration: float, no_ui: bool, as_json: bool) -> in
     try:
         if not as_json:
             click.echo(f"demo workload {binary} running as pid {process.pid}", err=True)
-        return trace_live(pid=process.pid, interval=interval, duration=duration, no_ui=no_ui, as_json=as_json)
+        return trace_live(
+            pid=process.pid,
+            interval=interval,
+            duration=duration,
+            no_ui=no_ui,
+            as_json=as_json,
+            overhead_budget=overhead_budget,
+        )
     finally:
         stop_demo(process)

@@ -82,6 +82,7 @@ def trace_live(
     duration: float | None = None,
     no_ui: bool = False,
     as_json: bool = False,
+    overhead_budget: float | None = 0.02,
     recording: RecordOptions | None = None,
 ) -> int:
     from tracer.capture import CaptureManager, CaptureSettings
@@ -92,13 +93,17 @@ def trace_live(
     recording = recording or RecordOptions()
     triggers = [parse_trigger(text) for text in recording.trigger_texts]
     resolution = FINE_RESOLUTION if triggers and interval > FINE_RESOLUTION else None
-    options = TraceOptions(interval=interval, duration=duration, resolution=resolution)
+    options = TraceOptions(
+        interval=interval, duration=duration, resolution=resolution, overhead_budget=overhead_budget
+    )
     # `run` leaves stdout to the program; mcalltrace's own output goes to stderr then.
     stream = sys.stderr if argv is not None else sys.stdout
     with _StopOnSignals() as stop:
         source = open_live(options, pid=pid, argv=argv)
         code = 0
         try:
+            if getattr(source, "budget_note", ""):
+                print(f"mcalltrace: {source.budget_note}", file=sys.stderr)
             threshold = next((t.threshold for t in triggers if t.metric == "steal_failure_rate"), 0.05)
             sinks = choose_sinks(stop, no_ui, as_json, stream, threshold)
             if recording.record is not None:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tracer.collect.summary import Summary
 from tracer.recordfile.reader import Recording
-from tracer.views.units import percent
+from tracer.views.units import percent, sampling_text
 
 WORST_INTERVALS = 5
 
@@ -120,9 +120,22 @@ def report_renderable(data: dict[str, Any]) -> Group:
         Text.assemble(
             ("tracer cost ", "bold"),
             f"{cost['probe_cpu_seconds']:.3f} CPU-s of probes, {percent(cost['share_of_target'])} of the "
-            "target's CPU time (estimated)",
+            "target's CPU time (estimated); "
+            + (
+                f"overhead budget {percent(header['overhead_budget'])}"
+                if header.get("overhead_budget") is not None
+                else "no overhead budget"
+            ),
         )
     )
+    if data.get("sampled"):
+        lines.append(
+            Text.assemble(
+                ("sampled ", "bold"),
+                "to keep the budget, probes were attached part of the time "
+                f"({sampling_text(data['sampled'])}); their counts are estimates scaled from what was seen",
+            )
+        )
     table = Table(title="Per P", title_justify="left", box=None, pad_edge=False, header_style="bold")
     for column in ("P", "mcall/s", "switch/s", "steal/s", "fail%", "migr/s", "findR time"):
         table.add_column(column, justify="left" if column == "P" else "right")

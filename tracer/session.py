@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tracer.collect.budget import BudgetController, StepMeasurement
 from tracer.collect.collector import Collector
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
 from tracer.errors import NoTarget
+from tracer.probes.duty import DutyCycler
 from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
 from tracer.probes.plan import ProbePlan, build_plan
 from tracer.sinks.base import Sink
@@ -37,6 +39,8 @@ class TraceOptions:
     # How often the maps are read. Equal to the interval unless captures need a finer flight
     # recorder; the interval must then be a whole multiple of it.
     resolution: float | None = None
+    # Share of the target's CPU time the probes may cost (None: no limit, every count exact).
+    overhead_budget: float | None = 0.02
 
     @property
     def step(self) -> float:
@@ -118,9 +122,13 @@ class LiveSource:
         self.plan: ProbePlan = build_plan(info, _gomaxprocs_hint(None if program else pid))
         self.probes = LoadedProbes(self.plan, attach_path, self.pid)
         self.runtime: RuntimeReader | None = None
+        self.controller: BudgetController | None = None
+        self.cycler: DutyCycler | None = None
+        self.budget_note = ""
         started = time.monotonic()
         try:
             self.probes.attach()
+            attached_ns = time.monotonic_ns()
             if program is not None:
                 # Stopped after its exec, before its first instruction: the counting starts
                 # from nothing, and mcall's targets are known by their loaded addresses.
@@ -150,6 +158,22 @@ class LiveSource:
         # The baseline is read before anyone is told the probes are in: counting starts here
         # (for `run`, before the program's first instruction).
         self.collector.start(baseline if baseline is not None else self.probes.read())
+        self._attached_ns = attached_ns
+        if options.overhead_budget is not None:
+            if self.probes.uses_links:
+                self.controller = BudgetController(
+                    options.overhead_budget,
+                    self.collector.costs,
+                    self.probes.groups,
+                    options.step,
+                    # room in each step for a window's attach, and for the detach's grace period
+                    max_cycling_duty=min(0.9, 1 - 0.07 / options.step),
+                )
+            else:
+                self.budget_note = (
+                    "the overhead budget is not kept: this kernel has no uprobe_multi links (6.6+), "
+                    "so probes cannot be cycled; every probe stays attached and counts are exact"
+                )
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,
@@ -163,6 +187,7 @@ class LiveSource:
                 for probe in self.plan.probes
             ),
             started=time.time(),
+            overhead_budget=options.overhead_budget if self.controller is not None else None,
         )
 
     # ---- DetailHooks, for captures -------------------------------------------------------------
@@ -236,16 +261,36 @@ class LiveSource:
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         start = time.monotonic()
+        step = self.options.step
+        if self.controller is not None:
+            self.cycler = DutyCycler(
+                self.probes, self.probes.groups, step, self._attached_ns, origin_ns=time.monotonic_ns()
+            )
+            self.cycler.start()
+        previous_ns = self.collector.last_read_ns
+        previous_cpu_rate: float | None = None
         tick = 0
         while True:
             tick += 1
-            deadline = start + tick * self.options.step
+            deadline = start + tick * step
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
+            # The budget's early look, while some group is always attached: at the first step, and
+            # when the target's CPU use jumps, a load that grew is sampled within ~20 ms.
+            look_at = start + (tick - 1) * step + min(0.02, step / 4)
+            look = self.controller is not None and any(
+                duty >= 1.0 for duty in self.controller.duties.values()
+            )
             ended = None
             while ended is None:
                 remaining = deadline - time.monotonic()
-                if stop.wait(timeout=min(max(remaining, 0), 0.1)):
+                if look and time.monotonic() >= look_at:
+                    look = False
+                    self._early_look(previous_ns, previous_cpu_rate, first=tick == 1)
+                wait = min(max(remaining, 0), 0.1)
+                if look:
+                    wait = min(wait, max(look_at - time.monotonic(), 0))
+                if stop.wait(timeout=wait):
                     ended = "stopped"
                 elif self._target_gone():
                     ended = "target exited"
@@ -254,7 +299,16 @@ class LiveSource:
             if self.runtime is not None and ended is None:
                 with contextlib.suppress(TargetExited):
                     self.probes.register_threads(self.runtime.thread_ids())
-            yield self.collector.next(self.probes.read())
+            raw = self.probes.read()
+            coverage = self._coverage(previous_ns, raw.monotonic_ns)
+            snapshot = self.collector.next(raw, coverage)
+            previous_ns = raw.monotonic_ns
+            if self.controller is not None and self.cycler is not None:
+                previous_cpu_rate = snapshot.cost.target_cpu_fraction
+                self.cycler.set_duties(self.controller.observe(self._measurement(snapshot, coverage)))
+                if self.cycler.errors and ended is None and not self._target_gone():
+                    raise self.cycler.errors[0]
+            yield snapshot
             if ended is not None:
                 self.end_reason = ended
                 return
@@ -262,7 +316,55 @@ class LiveSource:
                 self.end_reason = "duration reached"
                 return
 
+    # ---- the overhead budget -------------------------------------------------------------------
+
+    def _coverage(self, start_ns: int, end_ns: int) -> dict[str, float]:
+        """Each group's attached share of a span (nothing when no group is cycled)."""
+        if self.cycler is None or end_ns <= start_ns:
+            return {}
+        seconds = (end_ns - start_ns) / 1e9
+        return {
+            group: min(1.0, self.cycler.attached_seconds(group, start_ns, end_ns) / seconds)
+            for group in self.probes.groups
+        }
+
+    def _measurement(self, snapshot: Snapshot, coverage: dict[str, float]) -> StepMeasurement:
+        return StepMeasurement(
+            duration=snapshot.duration,
+            probe_hits=snapshot.probe_hits,
+            attached_seconds={group: share * snapshot.duration for group, share in coverage.items()},
+            target_cpu_fraction=snapshot.cost.target_cpu_fraction,
+            probe_cpu_fraction=snapshot.cost.cpu_fraction,
+        )
+
+    def _early_look(self, step_start_ns: int, previous_cpu_rate: float | None, first: bool) -> None:
+        """Part way into a step: if the target's CPU use jumped (or at the first step), read the
+        counters and let the budget sample what is already over it."""
+        assert self.controller is not None and self.cycler is not None
+        cpu_rate = self.collector.cpu_rate_since_last()
+        jumped = cpu_rate is not None and (
+            previous_cpu_rate is None or cpu_rate > 1.5 * previous_cpu_rate + 0.05
+        )
+        if not (first or jumped):
+            return
+        hits, seconds, cpu_fraction = self.collector.peek(self.probes.read())
+        coverage = self._coverage(step_start_ns, step_start_ns + int(seconds * 1e9))
+        probe_seconds = sum(hits.get(probe, 0) * cost for probe, cost in self.collector.costs.items())
+        self.cycler.set_duties(
+            self.controller.observe(
+                StepMeasurement(
+                    duration=seconds,
+                    probe_hits=hits,
+                    attached_seconds={group: share * seconds for group, share in coverage.items()},
+                    target_cpu_fraction=cpu_fraction,
+                    probe_cpu_fraction=probe_seconds / seconds if seconds > 0 else 0.0,
+                )
+            )
+        )
+
     def close(self) -> None:
+        if self.cycler is not None:
+            self.cycler.stop()
         self.probes.close()
         profiler = getattr(self, "_profiler", None)
         if profiler is not None:

@@ -7,7 +7,9 @@
 
 Rates (steal_attempts, mcall, switches, findrunnable, migrations) are per second over the window;
 steal_failure_rate is failed over all steal attempts in the window, and only counts once the
-window holds at least `min_attempts` attempts (so 1 failure in 2 tries does not fire);
+probes have seen at least `min_attempts` attempts in it (so 1 failure in 2 tries does not fire);
+while the overhead budget samples a probe group, its rates are what was seen over the time the
+group was attached;
 runq_length and global_runq are the latest values. Without `p*:` the metric is taken over all Ps
 (summed); with it, the condition holds if any single P meets it.
 """
@@ -20,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tracer.collect.snapshot import Snapshot
+from tracer.collect.snapshot import FIELD_GROUPS, Snapshot
 from tracer.errors import EXIT_USAGE, TracerError
 
 DEFAULT_TRIGGER = "steal_failure_rate>5%"
@@ -68,11 +70,12 @@ class Firing:
     p: int | None  # the P that met a p*: condition
     window_start: float  # wall-clock seconds
     window_end: float
-    steal_attempts: int  # in the window (context for the manifest)
+    steal_attempts: int  # in the window, estimated if sampled (context for the manifest)
 
 
 # The counters a trigger can use, kept as running sums over the window (per P and for "no P").
 _WINDOW_FIELDS = ("steal_attempts", "steal_failures", *RATE_METRICS)
+_FIELD_GROUPS = tuple(FIELD_GROUPS.get(name) for name in _WINDOW_FIELDS)  # None: never sampled
 
 
 class TriggerEngine:
@@ -95,31 +98,45 @@ class TriggerEngine:
         self.cooldown_seconds = cooldown_seconds
         self._window: deque[Snapshot] = deque()
         self._seconds = 0.0
-        self._sums: dict[int, list[int]] = {}
+        # What the probes saw (an estimate times its group's coverage) and, by group, the seconds
+        # they were attached: with the overhead budget sampling, a rate is seen / attached time.
+        self._sums: dict[int, list[float]] = {}
+        self._attached: dict[str | None, float] = {}
         self._last_fired: float | None = None
 
     def _apply(self, snapshot: Snapshot, sign: int) -> None:
+        coverage = [snapshot.sampled.get(group, 1.0) if group else 1.0 for group in _FIELD_GROUPS]
         for sample in (*snapshot.per_p, snapshot.no_p):
-            sums = self._sums.setdefault(sample.p, [0] * len(_WINDOW_FIELDS))
+            sums = self._sums.setdefault(sample.p, [0.0] * len(_WINDOW_FIELDS))
             for index, name in enumerate(_WINDOW_FIELDS):
-                sums[index] += sign * getattr(sample, name)
+                sums[index] += sign * getattr(sample, name) * coverage[index]
+        for group in {*_FIELD_GROUPS}:
+            share = snapshot.sampled.get(group, 1.0) if group else 1.0
+            self._attached[group] = self._attached.get(group, 0.0) + sign * share * snapshot.duration
         self._seconds += sign * snapshot.duration
 
+    def _rate(self, sums: list[float], name: str) -> float:
+        """Per second over the window, from what was seen while the field's probes were attached."""
+        index = _WINDOW_FIELDS.index(name)
+        attached = self._attached.get(_FIELD_GROUPS[index], 0.0)
+        return sums[index] / attached if attached > 1e-9 else 0.0
+
     def _value(
-        self, trigger: Trigger, sums: list[int], seconds: float, latest: Snapshot, p: int | None
+        self, trigger: Trigger, sums: list[float], seconds: float, latest: Snapshot, p: int | None
     ) -> float | None:
         fields = dict(zip(_WINDOW_FIELDS, sums, strict=True))
         if trigger.metric == "global_runq":
             return latest.runtime.global_runq
         if trigger.metric == "steal_failure_rate":
+            # The attempts actually seen decide whether the rate means anything (a sample size).
             attempts = fields["steal_attempts"]
-            return fields["steal_failures"] / attempts if attempts >= self.min_attempts else None
+            return fields["steal_failures"] / attempts if attempts >= self.min_attempts - 1e-6 else None
         if trigger.metric == "runq_length":
             lengths = [
                 s.runq_length for s in latest.per_p if s.runq_length is not None and (p is None or s.p == p)
             ]
             return float(sum(lengths)) if lengths else None
-        return fields[trigger.metric] / seconds
+        return self._rate(sums, trigger.metric)
 
     def observe(self, snapshot: Snapshot) -> Firing | None:
         self._window.append(snapshot)
@@ -136,7 +153,7 @@ class TriggerEngine:
         total = [sum(column) for column in zip(*self._sums.values(), strict=True)]
         for trigger in self.triggers:
             compare = OPERATORS[trigger.op]
-            candidates: list[tuple[int | None, list[int]]] = (
+            candidates: list[tuple[int | None, list[float]]] = (
                 [(p, sums) for p, sums in sorted(self._sums.items()) if p >= 0]
                 if trigger.per_p
                 else [(None, total)]
@@ -151,6 +168,6 @@ class TriggerEngine:
                         p=p,
                         window_start=snapshot.time - seconds,
                         window_end=snapshot.time,
-                        steal_attempts=total[0],
+                        steal_attempts=round(self._rate(total, "steal_attempts") * seconds),
                     )
         return None

@@ -159,9 +159,13 @@ def traced_run(
     interval: str = "0.25s",
     *tracer_args: str,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Scenario]:
-    """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario)."""
+    """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario).
+
+    Exact counts (no overhead budget) unless `tracer_args` give one: the scenarios' bursts would
+    otherwise be sampled, and these runs check counts against what the program knows."""
     scenario = Scenario(binary, *scenario_args, env=env)
-    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval, *tracer_args)
+    budget = () if "--overhead-budget" in tracer_args else ("--overhead-budget", "none")
+    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval, *budget, *tracer_args)
     try:
         tracer.wait_attached()
         scenario.send("GO")

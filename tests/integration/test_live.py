@@ -232,7 +232,18 @@ def test_run_starts_the_program_traces_it_from_the_start_and_returns_its_exit_co
 ) -> None:
     binary = go_programs.build(ALL_VERSIONS[-1], "pie")
     result = run_cli(
-        "run", "--json", "--interval", "0.2s", "--", str(binary), "-goroutines", "700", "-rounds", "10"
+        "run",
+        "--json",
+        "--interval",
+        "0.2s",
+        "--overhead-budget",
+        "none",
+        "--",
+        str(binary),
+        "-goroutines",
+        "700",
+        "-rounds",
+        "10",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("cgo=false")  # the program's own stdout, untouched

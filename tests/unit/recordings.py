@@ -20,6 +20,7 @@ HEADER = TraceHeader(
     kernel="6.18.44",
     hostname="host-a",
     tool_version="0.1.0",
+    overhead_budget=0.02,
 )
 
 
@@ -69,4 +70,5 @@ def snapshot(index: int, p_count: int = 8) -> Snapshot:
             gomaxprocs=p_count, global_runq=index, idle_ps=1, spinning_ms=0, idle_ms=2, threads=11
         ),
         cost=Cost(cpu_fraction=0.0123, target_cpu_fraction=1.5 if index % 3 else None),
+        sampled={"mcall": 0.02, "switch": 0.031} if index % 4 == 1 else {},
     )

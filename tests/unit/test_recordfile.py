@@ -37,7 +37,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     path = tmp_path / "trace.mctrace"
     snapshots = _write(path)
     recording = read_recording(path)
-    assert recording.version == "1.0" and not recording.truncated
+    assert recording.version == "1.1" and not recording.truncated
     assert recording.header == HEADER
     assert recording.metadata["tool"] == "test"
     assert recording.frames == snapshots  # every PSample field, runtime state, cost, maps
@@ -58,6 +58,9 @@ def test_golden_v1_file_still_reads() -> None:
     assert frame.index == 2 and len(frame.per_p) == 4
     assert frame.per_p[0] == snapshot(2, 4).per_p[0]
     assert frame.runtime.global_runq == 2
+    # 1.0 had no overhead budget: its counts are exact
+    assert recording.header.overhead_budget is None
+    assert all(frame.exact for frame in recording.frames)
     assert recording.markers[0]["trigger"] == "steal_failure_rate>5%"
     assert recording.end is not None and recording.end["intervals"] == 3
 

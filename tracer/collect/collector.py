@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
-from tracer.collect.snapshot import NO_P, Cost, PSample, RuntimeState, Snapshot
+from tracer.collect.snapshot import NO_P, WAIT_REASONS_GROUP, Cost, PSample, RuntimeState, Snapshot
 from tracer.probes import layout
 from tracer.probes.loader import RawCounters
 from tracer.probes.plan import ProbePlan
@@ -33,6 +33,16 @@ _SCALARS = (
     ("steal_failures", "steal_failures"),
     ("stolen_goroutines", "stolen_goroutines"),
     ("victim_attempts", "victim_attempts"),
+    ("migrations", "migrations"),
+)
+# The counters from which probe_hits() derives each probe's hits.
+_HIT_FIELDS = (
+    ("mcall", "mcalls"),
+    ("switches", "switches"),
+    ("findrunnable", "findrunnable"),
+    ("steal_attempts", "steal_attempts"),
+    ("steal_successes", "steal_successes"),
+    ("steal_failures", "steal_failures"),
     ("migrations", "migrations"),
 )
 
@@ -149,9 +159,45 @@ class Collector:
             **values,
         )
 
-    def next(self, raw: RawCounters) -> Snapshot:
+    @property
+    def last_read_ns(self) -> int:
+        assert self._previous is not None, "start() first"
+        return self._previous.monotonic_ns
+
+    def cpu_rate_since_last(self) -> float | None:
+        """Cores the target has used since the last snapshot (None if unknown)."""
+        if self.runtime is None or self._previous is None or self._previous_cpu is None:
+            return None
+        seconds = (time.monotonic_ns() - self._previous.monotonic_ns) / 1e9
+        cpu = self.runtime.cpu_seconds()
+        return (cpu - self._previous_cpu) / seconds if cpu is not None and seconds > 0 else None
+
+    def peek(self, raw: RawCounters) -> tuple[dict[str, int], float, float | None]:
+        """(probe hits, seconds, target CPU fraction) since the last snapshot, without ending it:
+        the overhead budget's early look at a step."""
         assert self._previous is not None, "start() first"
         previous = self._previous
+        per_p = tuple(
+            PSample(
+                p=slot,
+                **{json_name: after[_P[field]][0] - before[_P[field]][0] for json_name, field in _HIT_FIELDS},
+            )
+            for slot, (after, before) in enumerate(zip(raw.per_p, previous.per_p, strict=True))
+        )
+        seconds = (raw.monotonic_ns - previous.monotonic_ns) / 1e9
+        cpu = self.runtime.cpu_seconds() if self.runtime else None
+        fraction = None
+        if cpu is not None and self._previous_cpu is not None and seconds > 0:
+            fraction = (cpu - self._previous_cpu) / seconds
+        return probe_hits(_counter_totals(per_p)), seconds, fraction
+
+    def next(self, raw: RawCounters, coverage: dict[str, float] | None = None) -> Snapshot:
+        """The snapshot since the last one. `coverage`: for each probe group the overhead budget
+        sampled, the fraction of the time it was attached; its counts are scaled up by it."""
+        assert self._previous is not None, "start() first"
+        previous = self._previous
+        sampled = {group: share for group, share in (coverage or {}).items() if share < 1.0}
+        factors = {group: 1.0 / share if share > 0 else 0.0 for group, share in sampled.items()}
         duration = (raw.monotonic_ns - previous.monotonic_ns) / 1e9
         states: dict[int, PState] = {}
         runtime = RuntimeState()
@@ -179,7 +225,12 @@ class Collector:
                     else f"waitReason({index})"
                 )
                 wait_reasons[name or "unknown"] = count
-        hits = probe_hits(_counter_totals((*per_p, no_p)))
+        hits = probe_hits(_counter_totals((*per_p, no_p)))  # what happened: the cost, never scaled
+        if factors:
+            per_p = tuple(sample.scaled(factors) for sample in per_p)
+            no_p = no_p.scaled(factors)
+            wait_factor = factors.get(WAIT_REASONS_GROUP, 1.0)
+            wait_reasons = {name: round(count * wait_factor) for name, count in wait_reasons.items()}
         probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
 
         cpu = self.runtime.cpu_seconds() if self.runtime else None
@@ -205,4 +256,5 @@ class Collector:
                 cpu_fraction=probe_seconds / duration if duration > 0 else 0.0,
                 target_cpu_fraction=target_fraction,
             ),
+            sampled=sampled,
         )

@@ -29,6 +29,26 @@ COUNTER_FIELDS = (
 
 P_STATUS_NAMES = {0: "idle", 1: "running", 2: "syscall", 3: "gcstop", 4: "dead"}
 
+# The probe group (tracer.probes.layout.GROUP_NAMES) whose probes produce each PSample counter.
+# When the overhead budget samples a group (attaches it for part of each step), its counters are
+# estimates: what was seen, divided by the fraction of the time it was attached. Migrations come
+# from a tracepoint, which is never sampled.
+FIELD_GROUPS = {
+    "mcall": "mcall",
+    "mcall_by_reason": "mcall",
+    "switches": "switch",
+    "findrunnable": "switch",
+    "findrunnable_ns": "switch",
+    "findrunnable_timed": "switch",
+    "findrunnable_hist": "switch",
+    "steal_attempts": "steal",
+    "steal_successes": "steal",
+    "steal_failures": "steal",
+    "stolen_goroutines": "steal",
+    "victim_attempts": "steal",
+}
+WAIT_REASONS_GROUP = "mcall"  # Snapshot.wait_reasons come from mcall's probe
+
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The entries of `data` that are fields of dataclass `cls`: newer writers may add fields an
@@ -93,6 +113,24 @@ class PSample:
             findrunnable_hist=hist,
             **counts,
         )
+
+    def scaled(self, factors: dict[str, float]) -> PSample:
+        """Each sampled group's counters multiplied by its factor (group -> factor), rounded."""
+        if not factors:
+            return self
+        changes: dict[str, Any] = {}
+        for name, group in FIELD_GROUPS.items():
+            factor = factors.get(group)
+            if factor is None or factor == 1.0:
+                continue
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                changes[name] = {key: round(count * factor) for key, count in value.items()}
+            elif isinstance(value, tuple):
+                changes[name] = tuple(round(count * factor) for count in value)
+            else:
+                changes[name] = round(value * factor)
+        return replace(self, **changes) if changes else self
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -159,6 +197,19 @@ class Snapshot:
     read_errors: int
     runtime: RuntimeState
     cost: Cost
+    # Probe groups the overhead budget sampled in this interval -> the fraction of it they were
+    # attached (0..1). Their counters are estimates scaled up from what was seen in that time.
+    # Empty: every count is exact.
+    sampled: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return not self.sampled
+
+    def estimated(self, field_name: str) -> bool:
+        """Whether a PSample counter is an estimate in this snapshot."""
+        group = FIELD_GROUPS.get(field_name)
+        return group is not None and group in self.sampled
 
     @property
     def totals(self) -> PSample:
@@ -181,6 +232,7 @@ class Snapshot:
             read_errors=data.get("read_errors", 0),
             runtime=RuntimeState(**known_fields(RuntimeState, data.get("runtime", {}))),
             cost=Cost(cost.get("cpu_fraction", 0.0), cost.get("target_cpu_fraction")),
+            sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +253,7 @@ class Snapshot:
                 "target_cpu_fraction": self.cost.target_cpu_fraction,
                 "share_of_target": self.cost.share_of_target,
             },
+            "sampled": dict(self.sampled),
         }
 
 
@@ -221,6 +274,7 @@ class TraceHeader:
     kernel: str = ""
     hostname: str = ""
     tool_version: str = ""
+    overhead_budget: float | None = None  # share of the target's CPU (None: none, exact counts)
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -236,21 +290,44 @@ class TraceHeader:
 
 
 def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
-    """Consecutive snapshots as one covering their whole time: counters added, state the latest."""
+    """Consecutive snapshots as one covering their whole time: counters added, state the latest.
+
+    A sampled group's estimate over the whole is what was seen in all the parts over the time it
+    was attached in all of them, scaled to the whole duration; each part is weighted by its
+    attached time, so a part in which a group was never attached adds nothing to it."""
     assert snapshots, "nothing to merge"
     last = snapshots[-1]
     duration = sum(snapshot.duration for snapshot in snapshots)
+    groups = {group for snapshot in snapshots for group in snapshot.sampled}
+    attached = {
+        group: sum(snapshot.sampled.get(group, 1.0) * snapshot.duration for snapshot in snapshots)
+        for group in groups
+    }
+    sampled = {group: attached[group] / duration if duration > 0 else 0.0 for group in groups}
+
+    def factors(snapshot: Snapshot) -> dict[str, float]:
+        # seen in this part = estimate * coverage; the whole's estimate = seen / whole coverage
+        return {
+            group: snapshot.sampled.get(group, 1.0) / sampled[group] if sampled[group] > 0 else 0.0
+            for group in groups
+        }
+
     per_p: dict[int, PSample] = {}
-    for snapshot in snapshots:
-        for sample in snapshot.per_p:
-            previous = per_p.get(sample.p)
-            per_p[sample.p] = sample if previous is None else previous.plus(sample)
-    no_p = total_of((snapshot.no_p for snapshot in snapshots), p=NO_P)
+    no_p = PSample(p=NO_P)
     wait_reasons: dict[str, int] = {}
     probe_hits: dict[str, int] = {}
     for snapshot in snapshots:
-        wait_reasons = _add_maps(wait_reasons, snapshot.wait_reasons)
-        probe_hits = _add_maps(probe_hits, snapshot.probe_hits)
+        part_factors = factors(snapshot)
+        for sample in snapshot.per_p:
+            scaled = sample.scaled(part_factors)
+            previous = per_p.get(sample.p)
+            per_p[sample.p] = scaled if previous is None else previous.plus(scaled)
+        no_p = no_p.plus(replace(snapshot.no_p.scaled(part_factors), p=NO_P))
+        wait_factor = part_factors.get(WAIT_REASONS_GROUP, 1.0)
+        wait_reasons = _add_maps(
+            wait_reasons, {name: round(count * wait_factor) for name, count in snapshot.wait_reasons.items()}
+        )
+        probe_hits = _add_maps(probe_hits, snapshot.probe_hits)  # hits that happened: never scaled
 
     def weighted(values: list[tuple[float | None, float]]) -> float | None:
         known = [(value, weight) for value, weight in values if value is not None]
@@ -267,10 +344,11 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
         time=last.time,
         duration=duration,
         per_p=tuple(per_p[p] for p in sorted(per_p)),
-        no_p=no_p,
+        no_p=replace(no_p, status=None, runq_length=None, runnext=None, schedtick=None, syscalltick=None),
         wait_reasons=wait_reasons,
         probe_hits=probe_hits,
         read_errors=sum(snapshot.read_errors for snapshot in snapshots),
         runtime=last.runtime,
         cost=cost,
+        sampled=sampled,
     )

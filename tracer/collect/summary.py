@@ -18,6 +18,7 @@ class Summary:
         self.duration = 0.0
         self.probe_cpu_seconds = 0.0
         self.target_cpu_seconds = 0.0
+        self.detached_seconds: dict[str, float] = {}  # by probe group the budget sampled
 
     def add(self, snapshot: Snapshot) -> None:
         for sample in snapshot.per_p:
@@ -28,8 +29,19 @@ class Summary:
         self.intervals += 1
         self.duration += snapshot.duration
         self.probe_cpu_seconds += snapshot.cost.cpu_fraction * snapshot.duration
+        for group, share in snapshot.sampled.items():
+            self.detached_seconds[group] = (
+                self.detached_seconds.get(group, 0.0) + (1 - share) * snapshot.duration
+            )
         if snapshot.cost.target_cpu_fraction is not None:
             self.target_cpu_seconds += snapshot.cost.target_cpu_fraction * snapshot.duration
+
+    @property
+    def sampled(self) -> dict[str, float]:
+        """Probe groups the budget sampled -> the share of the trace they were attached."""
+        if self.duration <= 0:
+            return {}
+        return {group: 1 - detached / self.duration for group, detached in self.detached_seconds.items()}
 
     @property
     def totals(self) -> PSample:
@@ -51,4 +63,6 @@ class Summary:
                     self.probe_cpu_seconds / self.target_cpu_seconds if self.target_cpu_seconds else None
                 ),
             },
+            # Non-empty: the counts of these groups' probes are estimates (see Snapshot.sampled).
+            "sampled": self.sampled,
         }

@@ -46,14 +46,29 @@ class GlobalCounters(ctypes.Structure):
     ]
 
 
+GROUP_MCALL = 0
+GROUP_SWITCH = 1
+GROUP_STEAL = 2
+GROUPS = 3
+GROUP_NAMES = ("mcall", "switch", "steal")  # index: MCT_GROUP_*
+
+SITE_MCALL = 1
+SITE_GOGO = 2
+SITE_FINDRUNNABLE = 3
+SITE_RUNQSTEAL = 4
+SITE_RUNQSTEAL_RET = 5
+
+
 class MState(ctypes.Structure):
     _fields_ = [
         ("findrunnable_start_ns", u64),
         ("findrunnable_p", u32),
+        ("findrunnable_generation", u32),
         ("last_p", u32),
         ("steal_tail", u32),
-        ("registered", u32),
         ("steal_victim", u32),
+        ("steal_generation", u32),
+        ("registered", u32),
         ("reserved", u32),
     ]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
-from tracer.probes.plan import ProbePlan
+from tracer.probes.plan import GROUP_ENTRY_POINTS, ProbePlan
 from tracer.probes.ringbuf import RingBufferReader
 from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI, create_link
 
@@ -90,8 +90,9 @@ class LoadedProbes:
         bcc = _import_bcc()
         self._lib = bcc.libbcc.lib
         self._bpf = _compile(plan, bcc, source)
-        self._uprobe_fds: list[int] = []
-        self._link_fds: list[int] = []
+        self._group_fds: dict[str, list[tuple[str, int]]] = {}  # group -> ("link"|"perf", fd)
+        self._any_link_made = False
+        self._perf_events = 0
         self.attach_seconds = 0.0
         self._ncpu = len(bcc.utils.get_possible_cpus())
         if source != "sched.bpf.c":
@@ -107,6 +108,7 @@ class LoadedProbes:
                 "unknown_reason_pcs",
                 "m_state",
                 "thread_m",
+                "group_generation",
             )
         }
 
@@ -118,14 +120,19 @@ class LoadedProbes:
             if name in self._tables:
                 self._tables[name].clear()
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The plan's probe groups, in layout.GROUP_NAMES order."""
+        present = {probe.group for probe in self.plan.probes}
+        return tuple(name for name in layout.GROUP_NAMES if name in present)
+
     def attach(self) -> None:
-        """Insert every probe of the plan: as uprobe_multi links where the kernel has them (one
-        per handler, inserted and removed at once), else as one perf-event uprobe each."""
+        """Insert every probe of the plan (each group, see attach_group)."""
         start = time.perf_counter()
         self._reset_state()
         try:
-            if not self._attach_links():
-                self._attach_perf_events()
+            for group in self.groups:
+                self.attach_group(group)
         except BaseException:
             self.detach()
             raise
@@ -133,31 +140,60 @@ class LoadedProbes:
         # threads registered in thread_m, so an idle compiled program costs next to nothing.
         self.attach_seconds = time.perf_counter() - start
 
-    def _attach_links(self) -> bool:
-        """Attach as uprobe_multi links; False where the kernel lacks them (before 6.6)."""
-        if getattr(self._bpf, "_mcalltrace_no_links", False):
-            return False
+    @property
+    def uses_links(self) -> bool:
+        """Whether probes go in as uprobe_multi links (else perf-event uprobes, one by one)."""
+        return self._any_link_made and not getattr(self._bpf, "_mcalltrace_no_links", False)
+
+    def attach_group(self, group: str) -> int:
+        """Insert one group's probes: as one uprobe_multi link where the kernel has them, else
+        one perf-event uprobe each.
+        Returns time.monotonic_ns() once they are in (a link's breakpoints go in as its creation
+        returns). The group's generation is bumped first, so its handlers never pair an exit with
+        an entry seen before a detached gap."""
+        if self._group_fds.get(group):
+            return time.monotonic_ns()
+        self._bump_generation(group)
+        fds: list[tuple[str, int]] = []
+        self._group_fds[group] = fds
+        probes = [probe for probe in self.plan.probes if probe.group == group]
+        if not getattr(self._bpf, "_mcalltrace_no_links", False) and self._attach_links(group, probes, fds):
+            return time.monotonic_ns()
+        self._attach_perf_events(probes, fds)
+        return time.monotonic_ns()
+
+    def _bump_generation(self, group: str) -> None:
+        table = self._tables.get("group_generation")
+        if table is None:
+            return
+        key = ctypes.c_int(layout.GROUP_NAMES.index(group))
+        table[key] = ctypes.c_uint32((table[key].value + 1) & 0xFFFFFFFF)
+
+    def _attach_links(self, group: str, probes: list, fds: list[tuple[str, int]]) -> bool:  # type: ignore[type-arg]
+        """Attach the group as one uprobe_multi link (its entry point, each site's cookie saying
+        which function it is in), so all its probes go in and out together; False where the
+        kernel lacks such links (before 6.6)."""
         bcc = _import_bcc()
-        by_handler: dict[str, list[int]] = {}
-        for probe in self.plan.probes:
-            by_handler.setdefault(probe.handler, []).append(probe.file_offset)
-        for handler, offsets in by_handler.items():
-            try:
-                function = self._bpf.load_func(
-                    handler.encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
-                )
-                self._link_fds.append(create_link(function.fd, self.binary_path, offsets, self.pid))
-            except OSError as err:
-                if self._link_fds or err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise self._attach_error(handler, err) from None
-                return self._no_links()
-            except Exception:  # bcc: the kernel refused the attach type when loading
-                return self._no_links()
+        entry_point = GROUP_ENTRY_POINTS[group]
+        try:
+            function = self._bpf.load_func(
+                entry_point.encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
+            )
+            offsets = [probe.file_offset for probe in probes]
+            cookies = [probe.site for probe in probes]
+            fds.append(("link", create_link(function.fd, self.binary_path, offsets, self.pid, cookies)))
+        except OSError as err:
+            if self._any_link_made or err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise self._attach_error(group, err) from None
+            return self._no_links(fds)
+        except Exception:  # bcc: the kernel refused the attach type when loading
+            return self._no_links(fds)
+        self._any_link_made = True
         return True
 
-    def _no_links(self) -> bool:
+    def _no_links(self, fds: list[tuple[str, int]]) -> bool:
         """Remember that this kernel has no uprobe_multi links; reload the handlers for perf events."""
-        self.detach()
+        self._close(fds)
         self._bpf._mcalltrace_no_links = True
         self._bpf.funcs.clear()
         return False
@@ -169,12 +205,13 @@ class LoadedProbes:
             EXIT_KERNEL,
         )
 
-    def _attach_perf_events(self) -> None:
+    def _attach_perf_events(self, probes: list, fds: list[tuple[str, int]]) -> None:  # type: ignore[type-arg]
         bcc = _import_bcc()
         path = self.binary_path.encode()
-        for index, probe in enumerate(self.plan.probes):
+        for probe in probes:
             function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
-            event = f"mct_{self.pid}_{index}_{probe.file_offset:x}".encode()
+            self._perf_events += 1
+            event = f"mct_{self.pid}_{self._perf_events}_{probe.file_offset:x}".encode()
             fd = self._lib.bpf_attach_uprobe(function.fd, 0, event, path, probe.file_offset, self.pid, 0)
             if fd < 0:
                 raise TracerError(
@@ -183,7 +220,25 @@ class LoadedProbes:
                     "(does the kernel support uprobes? try `mcalltrace doctor`)",
                     EXIT_KERNEL,
                 )
-            self._uprobe_fds.append(fd)
+            fds.append(("perf", fd))
+
+    def detach_group(self, group: str) -> int:
+        """Remove one group's probes. Returns time.monotonic_ns() from just before their removal:
+        a link's breakpoints are gone as soon as its close begins, which then waits out an RCU
+        grace period (25-50 ms here) for handlers still running, so callers that cycle groups
+        close from a thread of their own."""
+        fds = self._group_fds.pop(group, [])
+        removed_at = time.monotonic_ns()
+        self._close(fds)
+        return removed_at
+
+    def _close(self, fds: list[tuple[str, int]]) -> None:
+        for kind, fd in fds:
+            if kind == "link":
+                os.close(fd)
+            else:
+                self._lib.bpf_close_perf_event_fd(fd)
+        fds.clear()
 
     def detach(self) -> None:
         """Remove every uprobe from the target. Safe to call more than once.
@@ -191,12 +246,8 @@ class LoadedProbes:
         A link removes all its probes behind one RCU grace period (about 25 ms here); perf-event
         uprobes each wait for their own (about 0.1 s a probe, serialized).
         """
-        links, self._link_fds = self._link_fds, []
-        for fd in links:
-            os.close(fd)
-        fds, self._uprobe_fds = self._uprobe_fds, []
-        for fd in fds:
-            self._lib.bpf_close_perf_event_fd(fd)
+        for group in list(self._group_fds):
+            self.detach_group(group)
 
     def close(self) -> None:
         """Detach, and unload the program unless it is shared with a later attach."""
@@ -205,7 +256,7 @@ class LoadedProbes:
 
     @property
     def attached(self) -> bool:
-        return bool(self._uprobe_fds or self._link_fds)
+        return any(self._group_fds.values())
 
     # ---- maps ---------------------------------------------------------------------------------
 

@@ -32,6 +32,29 @@ HANDLERS: dict[str, tuple[str, str | None]] = {
     "runtime.runqsteal": ("on_runqsteal", "on_runqsteal_ret"),
 }
 
+# The probe group (layout.GROUP_NAMES) of each handler, what the overhead budget attaches and
+# detaches together, and the cookie that tells the group's entry point which site was hit.
+HANDLER_GROUPS: dict[str, str] = {
+    "on_mcall": "mcall",
+    "on_gogo": "switch",
+    "on_findrunnable": "switch",
+    "on_runqsteal": "steal",
+    "on_runqsteal_ret": "steal",
+}
+HANDLER_SITES: dict[str, int] = {
+    "on_mcall": layout.SITE_MCALL,
+    "on_gogo": layout.SITE_GOGO,
+    "on_findrunnable": layout.SITE_FINDRUNNABLE,
+    "on_runqsteal": layout.SITE_RUNQSTEAL,
+    "on_runqsteal_ret": layout.SITE_RUNQSTEAL_RET,
+}
+# Each group's entry point for uprobe_multi links: one link, all the group's sites.
+GROUP_ENTRY_POINTS: dict[str, str] = {
+    "mcall": "on_mcall",
+    "switch": "on_switch_group",
+    "steal": "on_steal_group",
+}
+
 MIN_P_SLOTS = 8
 MAX_P_SLOTS = 1024
 MAX_M = 4096
@@ -46,6 +69,14 @@ class Probe:
     instruction: str
     emulated: bool
     at_return: bool
+
+    @property
+    def group(self) -> str:
+        return HANDLER_GROUPS[self.handler]
+
+    @property
+    def site(self) -> int:
+        return HANDLER_SITES[self.handler]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """uprobe_multi links (Linux 6.6+): many uprobes in one binary as one BPF link.
 
-One link per handler program, holding all of that program's offsets. Creating it inserts every
-breakpoint at once; closing it removes them all behind a single RCU grace period — about 25 ms
-here, where closing one perf-event uprobe at a time costs about 100 ms per probe, serialized.
+One link per probe group, holding all of the group's offsets, each with a cookie that names its
+site for the group's single program. Creating it inserts every breakpoint at once; closing it
+removes them all at once and then waits out an RCU grace period (25-50 ms here), where closing one
+perf-event uprobe at a time costs about 100 ms per probe, serialized.
 bcc 0.26 has no API for these links, so the bpf(BPF_LINK_CREATE) call is made directly; the
 programs must be loaded with the BPF_TRACE_UPROBE_MULTI expected attach type.
 """
@@ -19,8 +20,11 @@ _ATTR_SIZE = 128
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def create_link(program_fd: int, path: str, offsets: list[int], pid: int) -> int:
-    """A link of uprobes at `offsets` of the file at `path`, for process `pid` only.
+def create_link(
+    program_fd: int, path: str, offsets: list[int], pid: int, cookies: list[int] | None = None
+) -> int:
+    """A link of uprobes at `offsets` of the file at `path`, for process `pid` only; `cookies`
+    (one per offset) are what bpf_get_attach_cookie() returns at each.
 
     Raises OSError with the kernel's errno (EINVAL or ENOTSUPP where the kernel lacks support).
     """
@@ -37,6 +41,9 @@ def create_link(program_fd: int, path: str, offsets: list[int], pid: int) -> int
     put(8, ctypes.c_uint32, BPF_TRACE_UPROBE_MULTI)
     put(16, ctypes.c_uint64, ctypes.addressof(path_buffer))
     put(24, ctypes.c_uint64, ctypes.addressof(offset_array))
+    if cookies is not None:
+        cookie_array = (ctypes.c_uint64 * len(cookies))(*cookies)
+        put(40, ctypes.c_uint64, ctypes.addressof(cookie_array))
     put(48, ctypes.c_uint32, len(offsets))
     put(56, ctypes.c_uint32, pid)
     fd = _libc.syscall(_SYS_BPF, BPF_LINK_CREATE, attr, _ATTR_SIZE)

@@ -1,4 +1,5 @@
-"""The record file format, version 1.0.
+"""The record file format, version 1.1 (1.1 added the overhead budget: the header's
+`overhead_budget` and each frame's `sampled`; 1.0 files read as exact, unbudgeted traces).
 
     file    := prefix deflate-stream
     prefix  := magic "MCTRACE\\0" (8 bytes) | major u16 | minor u16 | flags u32   (little endian)
@@ -26,7 +27,7 @@ from tracer.collect.snapshot import PSample, Snapshot
 
 MAGIC = b"MCTRACE\x00"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 PREFIX = struct.Struct("<8sHHI")
 RECORD_HEAD = struct.Struct("<IB")
 RECORD_CRC = struct.Struct("<I")

@@ -8,22 +8,26 @@ from typing import TextIO
 
 from tracer.collect.snapshot import Snapshot, TraceHeader
 from tracer.collect.summary import Summary
-from tracer.views.units import percent
+from tracer.views.units import ESTIMATE_MARK, percent, sampling_text
 
 
 def format_line(snapshot: Snapshot) -> str:
     totals = snapshot.totals
     runtime = snapshot.runtime
-    rate = snapshot.rate
+
+    def rate(field_name: str) -> str:
+        mark = ESTIMATE_MARK if snapshot.estimated(field_name) else ""
+        return f"{mark}{snapshot.rate(getattr(totals, field_name)):.0f}"
+
     parts = [
         f"#{snapshot.index}",
-        f"mcall/s={rate(totals.mcall):.0f}",
-        f"switches/s={rate(totals.switches):.0f}",
-        f"findrunnable/s={rate(totals.findrunnable):.0f}",
-        f"steals/s={rate(totals.steal_attempts):.0f}",
+        f"mcall/s={rate('mcall')}",
+        f"switches/s={rate('switches')}",
+        f"findrunnable/s={rate('findrunnable')}",
+        f"steals/s={rate('steal_attempts')}",
         f"steal_fail={percent(totals.steal_failure_rate)}",
-        f"stolen/s={rate(totals.stolen_goroutines):.0f}",
-        f"migrations/s={rate(totals.migrations):.0f}",
+        f"stolen/s={rate('stolen_goroutines')}",
+        f"migrations/s={rate('migrations')}",
         f"runq={sum(sample.runq_length or 0 for sample in snapshot.per_p)}",
     ]
     if runtime.global_runq is not None:
@@ -31,6 +35,8 @@ def format_line(snapshot: Snapshot) -> str:
     if runtime.idle_ps is not None:
         parts.append(f"idle_ps={runtime.idle_ps} spinning={runtime.spinning_ms}")
     parts.append(f"cost={percent(snapshot.cost.share_of_target)} of target CPU")
+    if snapshot.sampled:
+        parts.append(f"sampled: {sampling_text(snapshot.sampled)} attached")
     return " ".join(parts)
 
 
@@ -44,7 +50,12 @@ class PlainLineSink:
     def start(self, header: TraceHeader) -> None:
         self._say(
             f"mcalltrace: pid {header.pid} {header.binary} ({header.go_version}), "
-            f"{len(header.probes)} probes, interval {header.interval:g}s"
+            f"{len(header.probes)} probes, interval {header.interval:g}s, "
+            + (
+                f"overhead budget {percent(header.overhead_budget)} of its CPU (~: estimated counts)"
+                if header.overhead_budget is not None
+                else "no overhead budget (exact counts)"
+            )
         )
 
     def update(self, snapshot: Snapshot) -> None:

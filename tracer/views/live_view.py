@@ -18,7 +18,7 @@ from rich.text import Text
 from tracer.collect.history import History
 from tracer.collect.metrics import METRICS, Metric
 from tracer.collect.snapshot import PSample, Snapshot, TraceHeader
-from tracer.views.units import percent, si
+from tracer.views.units import ESTIMATE_MARK, percent, si
 
 SHADES = " ░▒▓█"
 HEAT_COLORS = ("grey23", "blue", "cyan", "green", "yellow", "dark_orange", "red", "magenta")
@@ -58,9 +58,14 @@ def header_renderable(header: TraceHeader, latest: Snapshot | None, state: ViewS
     text.append(f"  {header.interval:g}s")
     if cost is not None:
         share = cost.share_of_target
-        style = "red" if share is not None and share > 0.05 else "green"
+        limit = header.overhead_budget if header.overhead_budget is not None else 0.05
+        style = "red" if share is not None and share > limit * 1.25 else "green"
         text.append("  cost ", style="bold")
         text.append(f"{percent(share)} of target CPU" if len(text) < 58 else percent(share), style=style)
+        if header.overhead_budget is not None:
+            text.append(f" (budget {percent(header.overhead_budget)})", style="dim")
+        if latest is not None and latest.sampled:
+            text.append(f"  {ESTIMATE_MARK}sampled", style="bold yellow")
     if state.notice:
         text.append(f"  {state.notice}", style="bold yellow")
     if state.paused:
@@ -73,13 +78,17 @@ def scheduler_line(latest: Snapshot | None) -> Text:
         return Text("waiting for the first interval…", style="dim")
     totals = latest.totals
     runtime = latest.runtime
-    rate = latest.rate
+
+    def rate(field_name: str) -> str:
+        mark = ESTIMATE_MARK if latest.estimated(field_name) else ""
+        return mark + si(latest.rate(getattr(totals, field_name)))
+
     parts = [
-        f"mcall/s {si(rate(totals.mcall))}",
-        f"switches/s {si(rate(totals.switches))}",
-        f"steals/s {si(rate(totals.steal_attempts))}",
+        f"mcall/s {rate('mcall')}",
+        f"switches/s {rate('switches')}",
+        f"steals/s {rate('steal_attempts')}",
         f"fail {percent(totals.steal_failure_rate)}",
-        f"migr/s {si(rate(totals.migrations))}",
+        f"migr/s {rate('migrations')}",
     ]
     if runtime.global_runq is not None:
         parts.append(f"global runq {runtime.global_runq}")
@@ -177,16 +186,21 @@ def per_p_table(latest: Snapshot | None, state: ViewState, rows: int, width: int
     start = min(state.table_offset, max(0, len(samples) - rows))
     shown = samples[start : start + rows]
     for sample in shown:
-        row = _p_row(sample, latest.duration)
+        row = _p_row(sample, latest)
         table.add_row(*(row[name] for name in columns))
     if len(samples) > len(shown) and shown:
         table.caption = f"P{shown[0].p}-P{shown[-1].p} of {len(samples)}; up/down scroll"
     return table
 
 
-def _p_row(sample: PSample, seconds: float) -> dict[str, str]:
-    def rate(count: int) -> str:
-        return si(count / seconds) if seconds > 0 else "-"
+def _p_row(sample: PSample, snapshot: Snapshot) -> dict[str, str]:
+    seconds = snapshot.duration
+
+    def rate(field_name: str) -> str:
+        if seconds <= 0:
+            return "-"
+        mark = ESTIMATE_MARK if snapshot.estimated(field_name) else ""
+        return mark + si(getattr(sample, field_name) / seconds)
 
     top = max(sample.mcall_by_reason.items(), key=lambda item: item[1], default=None)
     top_reason = f"{top[0]} {100 * top[1] / sample.mcall:.0f}%" if top and sample.mcall else "-"
@@ -195,14 +209,14 @@ def _p_row(sample: PSample, seconds: float) -> dict[str, str]:
         "P": f"P{sample.p}",
         "status": sample.status or "?",
         "runq": "-" if sample.runq_length is None else str(sample.runq_length),
-        "mcall/s": rate(sample.mcall),
+        "mcall/s": rate("mcall"),
         "top reason": top_reason,
-        "sw/s": rate(sample.switches),
-        "findR/s": rate(sample.findrunnable),
-        "steal/s": rate(sample.steal_attempts),
-        "fail/s": rate(sample.steal_failures),
+        "sw/s": rate("switches"),
+        "findR/s": rate("findrunnable"),
+        "steal/s": rate("steal_attempts"),
+        "fail/s": rate("steal_failures"),
         "fail%": percent(sample.steal_failure_rate),
-        "migr/s": rate(sample.migrations),
+        "migr/s": rate("migrations"),
         "idle%": percent(idle),
     }
 

@@ -14,3 +14,12 @@ def si(value: float) -> str:
         if abs(value) >= limit:
             return f"{value / limit:.1f}{suffix}"
     return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
+
+
+ESTIMATE_MARK = "~"  # before a count the overhead budget estimated from sampled probes
+
+
+def sampling_text(sampled: dict[str, float]) -> str:
+    """{"mcall": 0.014, "steal": 0.3} -> "mcall 1.4%, steal 30.0%": how long each sampled probe
+    group was attached; "" when nothing was sampled."""
+    return ", ".join(f"{group} {percent(share)}" for group, share in sampled.items())

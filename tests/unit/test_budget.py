@@ -1,0 +1,257 @@
+"""The overhead budget: parsing, the controller's allocation, duty cycling's bookkeeping, and how
+sampled counts are scaled, merged and used by triggers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tracer.collect.budget import (
+    FLOOR_SECONDS_PER_SECOND,
+    BudgetController,
+    StepMeasurement,
+    parse_budget,
+)
+from tracer.collect.collector import Collector
+from tracer.collect.snapshot import Cost, PSample, RuntimeState, Snapshot, merge_snapshots
+from tracer.collect.summary import Summary
+from tracer.errors import TracerError
+from tracer.probes.duty import DutyCycler
+from tracer.triggers import TriggerEngine, parse_trigger
+
+from .test_collect import _plan, _raw
+
+COSTS = {"mcall": 1e-6, "gogo": 1e-6, "findRunnable": 1e-6, "runqsteal": 1e-6, "runqsteal_ret": 1e-5}
+GROUPS = ("mcall", "switch", "steal")
+
+
+def test_parse_budget() -> None:
+    assert parse_budget("2%") == pytest.approx(0.02)
+    assert parse_budget("0.5%") == pytest.approx(0.005)
+    assert parse_budget("0.1") == pytest.approx(0.1)
+    assert parse_budget("none") is None and parse_budget("NONE") is None
+    for bad in ("0%", "-1%", "150%", "two", ""):
+        with pytest.raises(TracerError, match="overhead-budget"):
+            parse_budget(bad)
+
+
+def _step(hits: dict[str, int], attached: dict[str, float], target: float = 2.0, probes: float = 0.0):  # type: ignore[no-untyped-def]
+    return StepMeasurement(
+        duration=1.0,
+        probe_hits=hits,
+        attached_seconds=attached,
+        target_cpu_fraction=target,
+        probe_cpu_fraction=probes,
+    )
+
+
+def test_everything_stays_exact_while_it_fits() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    # 1000 hits/s per probe: 2 ms/s of mcall + switch, 11 ms/s of steal; budget 40 ms/s
+    duties = controller.observe(_step({probe: 1000 for probe in COSTS}, dict.fromkeys(GROUPS, 1.0)))
+    assert duties == {"mcall": 1.0, "switch": 1.0, "steal": 1.0}
+
+
+def test_a_hot_group_is_sampled_to_fit_and_the_cheap_ones_stay_exact() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    hits = {"mcall": 1_000_000, "gogo": 2000, "findRunnable": 2000, "runqsteal": 100, "runqsteal_ret": 100}
+    duties = controller.observe(_step(hits, dict.fromkeys(GROUPS, 1.0), target=2.0, probes=1.0))
+    # the target's own work: 2.0 - 1.0 cores; budget 2% of it = 20 ms/s
+    assert controller.allowed == pytest.approx(0.02)
+    assert duties["switch"] == 1.0 and duties["steal"] == 1.0
+    spent = 4000e-6 + 100e-6 + 100e-5
+    assert duties["mcall"] == pytest.approx((0.02 - spent) / 1.0)
+    assert controller.estimated_cost == pytest.approx(0.02)
+
+
+def test_an_idle_target_is_never_sampled_below_the_floor() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    hits = {"mcall": 300, "gogo": 300, "findRunnable": 300}  # 0.9 ms/s of probes
+    duties = controller.observe(_step(hits, dict.fromkeys(GROUPS, 1.0), target=0.001))
+    assert controller.allowed == FLOOR_SECONDS_PER_SECOND
+    assert set(duties.values()) == {1.0}
+
+
+def test_a_sampled_group_learns_its_rate_from_its_windows_and_reattaches_with_headroom() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    controller.observe(_step({"mcall": 1_000_000}, dict.fromkeys(GROUPS, 1.0), target=1.0))
+    assert controller.duties["mcall"] < 0.05
+    # 1% attached, the same rate: the estimate holds
+    controller.observe(_step({"mcall": 10_000}, {"mcall": 0.01, "switch": 1.0, "steal": 1.0}, target=1.0))
+    assert controller.full_cost["mcall"] == pytest.approx(1.0)
+    # the load falls to 15k/s: halfway down per step, then back to always attached once it
+    # fits with room to spare
+    for _ in range(12):
+        attached = controller.duties["mcall"]
+        controller.observe(
+            _step({"mcall": round(15_000 * attached)}, {"mcall": attached, "switch": 1.0, "steal": 1.0})
+        )
+    assert controller.duties["mcall"] == 1.0
+
+
+def test_growth_is_believed_at_once() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    controller.observe(_step({"mcall": 1000}, dict.fromkeys(GROUPS, 1.0)))
+    controller.observe(_step({"mcall": 2_000_000}, dict.fromkeys(GROUPS, 1.0)))
+    assert controller.full_cost["mcall"] == pytest.approx(2.0)
+    assert controller.duties["mcall"] <= 0.04 / 2.0
+
+
+def test_duty_is_bounded_by_the_shortest_window_and_the_longest_cycle() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 0.1, max_cycling_duty=0.3)
+    controller.observe(_step({"mcall": 100_000_000}, dict.fromkeys(GROUPS, 1.0), target=1.0))
+    assert controller.duties["mcall"] == pytest.approx(0.01)  # 1 ms of a 100 ms step
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0, max_cycling_duty=0.3)
+    controller.observe(_step({"mcall": 25_000}, dict.fromkeys(GROUPS, 1.0), target=1.0))
+    assert controller.duties["mcall"] == pytest.approx(0.3)
+
+
+# ---- scaling, merging and triggers -------------------------------------------------------------
+
+
+def _snapshot(
+    duration: float, mcall: int, attempts: int, failures: int, sampled: dict[str, float], migrations: int = 0
+) -> Snapshot:
+    sample = PSample(
+        p=0,
+        mcall=mcall,
+        mcall_by_reason={"park_m": mcall},
+        steal_attempts=attempts,
+        steal_failures=failures,
+        steal_successes=attempts - failures,
+        migrations=migrations,
+    )
+    return Snapshot(
+        index=1,
+        time=100.0,
+        duration=duration,
+        per_p=(sample,),
+        no_p=PSample(p=-1),
+        wait_reasons={"chan receive": mcall},
+        probe_hits={"mcall": round(mcall * sampled.get("mcall", 1.0))},
+        read_errors=0,
+        runtime=RuntimeState(),
+        cost=Cost(0.01, 1.0),
+        sampled=sampled,
+    )
+
+
+def test_collector_scales_sampled_groups_and_keeps_hits_as_they_happened() -> None:
+    collector = Collector(_plan(), lambda pc: None, None)
+    collector.start(_raw(0, {}))
+    raw = _raw(
+        1_000_000_000,
+        {0: {"mcalls": 40, "reason0": 40, "steal_attempts": 9, "steal_failures": 3, "migrations": 5}},
+        waits={2: 40},
+    )
+    snapshot = collector.next(raw, {"mcall": 0.04, "switch": 1.0, "steal": 0.5})
+    sample = snapshot.per_p[0]
+    assert snapshot.sampled == {"mcall": 0.04, "steal": 0.5}
+    assert (sample.mcall, sample.mcall_by_reason, snapshot.wait_reasons) == (
+        1000,
+        {"park_m": 1000},
+        {"chan receive": 1000},
+    )
+    assert (sample.steal_attempts, sample.steal_failures, sample.migrations) == (18, 6, 5)
+    assert snapshot.probe_hits["mcall"] == 40  # the cost is what happened
+    assert snapshot.estimated("mcall") and not snapshot.estimated("migrations")
+    assert not snapshot.estimated("switches")
+
+
+def test_merge_weighs_each_part_by_its_attached_time() -> None:
+    # 600 seen in 10% of the first second, 50 in 5% of the second: 650 seen in 0.15 s -> 8667 in 2 s
+    first = _snapshot(1.0, 6000, 100, 10, {"mcall": 0.1})
+    second = _snapshot(1.0, 1000, 100, 10, {"mcall": 0.05}, migrations=3)
+    merged = merge_snapshots([first, second], 1)
+    assert merged.sampled == pytest.approx({"mcall": 0.075})
+    assert merged.totals.mcall == round(650 / 0.15 * 2)
+    assert merged.wait_reasons["chan receive"] == round(650 / 0.15 * 2)
+    assert merged.totals.steal_attempts == 200 and merged.totals.migrations == 3
+    assert merged.probe_hits == {"mcall": 650}
+    # a part in which a group never attached adds nothing: the rate seen in the other stands for
+    # the whole (6000/s over 2 s), where a plain sum would halve it
+    never = _snapshot(1.0, 0, 0, 0, {"mcall": 0.0})
+    merged = merge_snapshots([first, never], 1)
+    assert merged.totals.mcall == 12000 and merged.sampled == {"mcall": 0.05}
+    # all exact: plain sums
+    merged = merge_snapshots([_snapshot(1.0, 10, 0, 0, {}), _snapshot(1.0, 20, 0, 0, {})], 1)
+    assert merged.totals.mcall == 30 and merged.exact
+
+
+def test_summary_says_how_much_of_the_trace_each_sampled_group_was_attached() -> None:
+    summary = Summary()
+    summary.add(_snapshot(1.0, 10, 0, 0, {}))
+    summary.add(_snapshot(1.0, 10, 0, 0, {"mcall": 0.2}))
+    assert summary.sampled == pytest.approx({"mcall": 0.6})
+    assert summary.to_json()["sampled"] == pytest.approx({"mcall": 0.6})
+
+
+def test_trigger_rates_use_only_the_attached_time() -> None:
+    engine = TriggerEngine(
+        [parse_trigger("mcall>5000"), parse_trigger("steal_failure_rate>50%")], min_attempts=5
+    )
+    fired = None
+    for step in range(10):
+        # 100 ms steps; the steal group attached 10% of each: 1 attempt seen per step (est. 10)
+        sampled = {"mcall": 0.1, "steal": 0.1} if step % 2 else {"mcall": 0.0, "steal": 0.1}
+        seen_mcall = 40 if step % 2 else 0
+        snapshot = _snapshot(0.1, round(seen_mcall / 0.1) if step % 2 else 0, 10, 6, sampled)
+        fired = engine.observe(snapshot.__class__(**{**snapshot.__dict__, "time": 100.0 + step / 10}))
+    # mcall: 200 seen over 0.05 s attached = 4000/s (a plain sum of estimates would say 2000/s)
+    assert fired is not None and fired.trigger.text == "steal_failure_rate>50%"
+    assert fired.value == pytest.approx(0.6) and fired.steal_attempts == 100
+    engine = TriggerEngine([parse_trigger("mcall>3900")], min_attempts=5)
+    for step in range(10):
+        sampled = {"mcall": 0.1} if step % 2 else {"mcall": 0.0}
+        snapshot = _snapshot(0.1, 400 if step % 2 else 0, 0, 0, sampled)
+        fired = engine.observe(snapshot.__class__(**{**snapshot.__dict__, "time": 100.0 + step / 10}))
+    assert fired is not None and fired.value == pytest.approx(4000)
+
+
+# ---- duty cycling -------------------------------------------------------------------------------
+
+
+class _FakeProbes:
+    """Records when each group goes in and out, as LoadedProbes reports it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+
+    def attach_group(self, group: str) -> int:
+        now = time.monotonic_ns()
+        with self.lock:
+            self.events.append((group, "in", now))
+        return now
+
+    def detach_group(self, group: str) -> int:
+        now = time.monotonic_ns()
+        with self.lock:
+            self.events.append((group, "out", now))
+        time.sleep(0.01)  # the grace period a real detach waits out
+        return now
+
+
+def test_duty_cycler_opens_one_window_a_step_and_accounts_for_it() -> None:
+    probes = _FakeProbes()
+    start = time.monotonic_ns()
+    cycler = DutyCycler(probes, ("mcall", "switch"), 0.1, attached_since_ns=start, origin_ns=start)
+    cycler.start()
+    cycler.set_duties({"mcall": 0.2, "switch": 1.0})
+    time.sleep(1.0)
+    end = time.monotonic_ns()
+    attached = cycler.attached_seconds("mcall", start, end)
+    always = cycler.attached_seconds("switch", start, end)
+    cycler.stop()
+    windows = [(kind, at) for group, kind, at in probes.events if group == "mcall"]
+    # first out (it was attached at start), then in/out pairs: one window in each 100 ms step
+    assert windows[0][0] == "out"
+    opened = [at for kind, at in windows if kind == "in"]
+    steps = {(at - start) // 100_000_000 for at in opened}
+    assert len(steps) == len(opened) and 8 <= len(opened) <= 11
+    # about 20 ms each, plus the first moments before the switch to cycling
+    assert 0.15 <= attached <= 0.30
+    assert always == pytest.approx((end - start) / 1e9)
+    assert not [event for event in probes.events if event[0] == "switch"]

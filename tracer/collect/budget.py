@@ -1,0 +1,135 @@
+"""The overhead budget: how much of each step every probe group may be attached.
+
+Pure logic, fed by what each step measured: the hits each probe took while its group was
+attached, the attached time, and the target's CPU use. Every uprobe hit costs the target a trap
+(about 1 µs on an emulated instruction, tens of µs single-stepped), so a group's cost while
+attached is its hit rate times that. When the groups together would cost more than the budget
+(a share of the target's own CPU time), the most expensive are sampled: attached for a fraction
+of each step, their counts scaled up and marked as estimates. Groups that fit stay attached and
+exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tracer.errors import EXIT_USAGE, TracerError
+
+DEFAULT_BUDGET = "2%"
+
+# Which probes (as named in Snapshot.probe_hits) each group's hits come from.
+GROUP_PROBES: dict[str, tuple[str, ...]] = {
+    "mcall": ("mcall",),
+    "switch": ("gogo", "findRunnable"),
+    "steal": ("runqsteal", "runqsteal_ret"),
+}
+
+# Below this absolute cost (CPU-seconds of probes per second) nothing is sampled, whatever the
+# share: a nearly idle target is traced exactly, at under 0.1% of one core.
+FLOOR_SECONDS_PER_SECOND = 0.001
+# A group goes back from sampled to always attached only when it fits with this much room, so
+# that a load near the budget does not flip it every step.
+REATTACH_HEADROOM = 0.8
+# The shortest window worth opening: one attach and one detach cost the tracer about 0.3 ms of
+# CPU and the target two page replacements.
+MIN_WINDOW_SECONDS = 0.001
+
+
+def parse_budget(text: str) -> float | None:
+    """ "2%" or "0.02" -> 0.02; "none" -> None (every probe always attached, exact counts)."""
+    cleaned = text.strip().lower()
+    if cleaned in ("none", "off", "unlimited"):
+        return None
+    try:
+        value = float(cleaned[:-1]) / 100 if cleaned.endswith("%") else float(cleaned)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise TracerError(
+            f"--overhead-budget {text!r}: expected a share of the target's CPU like 2% (at most 100%), "
+            "or none",
+            EXIT_USAGE,
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class StepMeasurement:
+    """What one step (or the first part of one) showed."""
+
+    duration: float  # seconds
+    probe_hits: Mapping[str, int]  # hits that happened, by probe
+    attached_seconds: Mapping[str, float]  # by group
+    target_cpu_fraction: float | None  # cores the target used, probes included
+    probe_cpu_fraction: float  # cores its probes cost (estimated)
+
+
+class BudgetController:
+    """Duty per group (1.0: always attached), updated from each step's measurements."""
+
+    def __init__(
+        self,
+        budget: float,
+        hit_costs: Mapping[str, float],
+        groups: tuple[str, ...],
+        step_seconds: float,
+        max_cycling_duty: float = 0.9,
+    ) -> None:
+        self.budget = budget
+        self.hit_costs = dict(hit_costs)
+        self.groups = groups
+        self.step_seconds = step_seconds
+        self.min_duty = min(1.0, MIN_WINDOW_SECONDS / step_seconds)
+        self.max_cycling_duty = max(self.min_duty, max_cycling_duty)
+        self.duties = {group: 1.0 for group in groups}
+        # Seconds of probe cost per second of attached time, by group (smoothed).
+        self.full_cost: dict[str, float] = {}
+        self.allowed = FLOOR_SECONDS_PER_SECOND
+
+    def _group_cost(self, hits: Mapping[str, int], group: str) -> float:
+        return sum(hits.get(probe, 0) * self.hit_costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
+
+    def observe(self, step: StepMeasurement) -> dict[str, float]:
+        """Learn from a step; the duties for the next one."""
+        for group in self.groups:
+            attached = step.attached_seconds.get(group, 0.0)
+            if attached < MIN_WINDOW_SECONDS / 2:
+                continue  # too little seen to say anything
+            measured = self._group_cost(step.probe_hits, group) / attached
+            previous = self.full_cost.get(group)
+            # Up at once (a load that grows must not run unbudgeted for long), down gently.
+            self.full_cost[group] = (
+                measured if previous is None or measured > previous else 0.5 * previous + 0.5 * measured
+            )
+        base_cpu = 1.0
+        if step.target_cpu_fraction is not None:
+            # The probes' cost is charged to the target's threads: its own work is the rest.
+            base_cpu = max(step.target_cpu_fraction - step.probe_cpu_fraction, 0.0)
+        self.allowed = max(self.budget * base_cpu, FLOOR_SECONDS_PER_SECOND)
+        self.duties = self._allocate()
+        return dict(self.duties)
+
+    def _allocate(self) -> dict[str, float]:
+        """Water-filling: the cheapest groups take what they need while it is less than an equal
+        share of what is left; the rest split the remainder and are sampled to fit it."""
+        duties: dict[str, float] = {}
+        remaining = self.allowed
+        ordered = sorted(self.groups, key=lambda group: self.full_cost.get(group, 0.0))
+        for position, group in enumerate(ordered):
+            share = remaining / (len(ordered) - position)
+            cost = self.full_cost.get(group, 0.0)
+            fits = cost <= share if self.duties.get(group, 1.0) >= 1.0 else cost <= share * REATTACH_HEADROOM
+            if fits:
+                duties[group] = 1.0
+                remaining -= cost
+                continue
+            duty = min(max(share / cost, self.min_duty), self.max_cycling_duty)
+            duties[group] = duty
+            remaining = max(remaining - duty * cost, 0.0)
+        return {group: duties[group] for group in self.groups}
+
+    @property
+    def estimated_cost(self) -> float:
+        """CPU-seconds per second the probes cost at the current duties (as far as known)."""
+        return sum(self.duties[group] * self.full_cost.get(group, 0.0) for group in self.groups)
