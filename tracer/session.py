@@ -31,6 +31,8 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
+_LOOK_EVERY_SECONDS = 0.05  # how often the budget checks the target's CPU for a growing load
+
 
 @dataclass(frozen=True)
 class TraceOptions:
@@ -159,6 +161,8 @@ class LiveSource:
         # (for `run`, before the program's first instruction).
         self.collector.start(baseline if baseline is not None else self.probes.read())
         self._attached_ns = attached_ns
+        self._p_addresses = self._find_ps()
+        self._progress_at_start = self._progress()
         if options.overhead_budget is not None:
             if self.probes.uses_links:
                 self.controller = BudgetController(
@@ -262,31 +266,42 @@ class LiveSource:
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         start = time.monotonic()
         step = self.options.step
+        previous_progress = self._progress_at_start
         if self.controller is not None:
+            self.probes.anchor_groups()
             self.cycler = DutyCycler(
-                self.probes, self.probes.groups, step, self._attached_ns, origin_ns=time.monotonic_ns()
+                self.probes,
+                self.probes.groups,
+                step,
+                self._attached_ns,
+                origin_ns=time.monotonic_ns(),
+                progress=self._progress,
+                progress_at_attach=previous_progress,
             )
             self.cycler.start()
         previous_ns = self.collector.last_read_ns
         previous_cpu_rate: float | None = None
+        first_look = True
         tick = 0
         while True:
             tick += 1
             deadline = start + tick * step
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
-            # The budget's early look, while some group is always attached: at the first step, and
-            # when the target's CPU use jumps, a load that grew is sampled within ~20 ms.
+            # The budget's early looks, while some group is always attached: 20 ms into the first
+            # step, then every 50 ms if the target's CPU use jumped, so that a load that grows is
+            # sampled within tens of milliseconds rather than at the next step.
             look_at = start + (tick - 1) * step + min(0.02, step / 4)
-            look = self.controller is not None and any(
-                duty >= 1.0 for duty in self.controller.duties.values()
-            )
             ended = None
             while ended is None:
                 remaining = deadline - time.monotonic()
+                look = self.controller is not None and any(
+                    duty >= 1.0 for duty in self.controller.duties.values()
+                )
                 if look and time.monotonic() >= look_at:
-                    look = False
-                    self._early_look(previous_ns, previous_cpu_rate, first=tick == 1)
+                    previous_cpu_rate = self._early_look(previous_ns, previous_cpu_rate, first=first_look)
+                    first_look = False
+                    look_at = time.monotonic() + _LOOK_EVERY_SECONDS
                 wait = min(max(remaining, 0), 0.1)
                 if look:
                     wait = min(wait, max(look_at - time.monotonic(), 0))
@@ -299,13 +314,18 @@ class LiveSource:
             if self.runtime is not None and ended is None:
                 with contextlib.suppress(TargetExited):
                     self.probes.register_threads(self.runtime.thread_ids())
+                    if self.controller is not None:
+                        self._p_addresses = self._find_ps()
             raw = self.probes.read()
-            coverage = self._coverage(previous_ns, raw.monotonic_ns)
+            progress = self._progress()
+            coverage = self._shares_of_work(previous_ns, raw.monotonic_ns, previous_progress, progress)
             snapshot = self.collector.next(raw, coverage)
-            previous_ns = raw.monotonic_ns
+            previous_progress = progress
+            previous_ns_for_budget, previous_ns = previous_ns, raw.monotonic_ns
             if self.controller is not None and self.cycler is not None:
                 previous_cpu_rate = snapshot.cost.target_cpu_fraction
-                self.cycler.set_duties(self.controller.observe(self._measurement(snapshot, coverage)))
+                attached = self._coverage(previous_ns_for_budget, raw.monotonic_ns)
+                self.cycler.set_duties(self.controller.observe(self._measurement(snapshot, attached)))
                 if self.cycler.errors and ended is None and not self._target_gone():
                     raise self.cycler.errors[0]
             yield snapshot
@@ -318,8 +338,37 @@ class LiveSource:
 
     # ---- the overhead budget -------------------------------------------------------------------
 
+    def _find_ps(self) -> dict[int, int]:
+        if self.runtime is None:
+            return {}
+        try:
+            return self.runtime.p_addresses(self.probes.read_p_addresses())
+        except TargetExited:
+            return {}
+
+    def _progress(self) -> dict[int, int] | None:
+        """The Ps' schedticks (how far the program got), or None if they cannot be read."""
+        if self.runtime is None:
+            return None
+        try:
+            return self.runtime.schedticks(self._p_addresses)
+        except TargetExited:
+            return None
+
+    def _shares_of_work(
+        self, start_ns: int, end_ns: int, start: dict[int, int] | None, end: dict[int, int] | None
+    ) -> dict[str, float]:
+        """Each cycled group's share of the step's work (see DutyCycler.attached_share)."""
+        if self.cycler is None or end_ns <= start_ns:
+            return {}
+        return {
+            group: self.cycler.attached_share(group, start_ns, end_ns, start, end)
+            for group in self.probes.groups
+        }
+
     def _coverage(self, start_ns: int, end_ns: int) -> dict[str, float]:
-        """Each group's attached share of a span (nothing when no group is cycled)."""
+        """Each group's attached share of a span's time (nothing when no group is cycled): what the
+        budget needs, the cost of a probe being per second attached."""
         if self.cycler is None or end_ns <= start_ns:
             return {}
         seconds = (end_ns - start_ns) / 1e9
@@ -337,16 +386,17 @@ class LiveSource:
             probe_cpu_fraction=snapshot.cost.cpu_fraction,
         )
 
-    def _early_look(self, step_start_ns: int, previous_cpu_rate: float | None, first: bool) -> None:
+    def _early_look(self, step_start_ns: int, previous_cpu_rate: float | None, first: bool) -> float | None:
         """Part way into a step: if the target's CPU use jumped (or at the first step), read the
-        counters and let the budget sample what is already over it."""
+        counters and let the budget sample what is already over it. Returns the CPU rate later
+        looks compare with: the one seen if the counters were read, else the one given."""
         assert self.controller is not None and self.cycler is not None
         cpu_rate = self.collector.cpu_rate_since_last()
         jumped = cpu_rate is not None and (
             previous_cpu_rate is None or cpu_rate > 1.5 * previous_cpu_rate + 0.05
         )
         if not (first or jumped):
-            return
+            return previous_cpu_rate
         hits, seconds, cpu_fraction = self.collector.peek(self.probes.read())
         coverage = self._coverage(step_start_ns, step_start_ns + int(seconds * 1e9))
         probe_seconds = sum(hits.get(probe, 0) * cost for probe, cost in self.collector.costs.items())
@@ -361,6 +411,7 @@ class LiveSource:
                 )
             )
         )
+        return cpu_rate
 
     def close(self) -> None:
         if self.cycler is not None:

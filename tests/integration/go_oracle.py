@@ -41,6 +41,19 @@ def objdump(toolchain: Toolchain, binary: Path, symbols: list[str]) -> dict[str,
     return listing
 
 
+def instructions_after_calls(toolchain: Toolchain, binary: Path, callee: str) -> list[list[int]]:
+    """For every CALL to `callee` anywhere in the binary: the addresses of the call and of the
+    two instructions after it, from `go tool objdump` of the whole text."""
+    addresses: list[int] = []
+    texts: list[str] = []
+    for line in toolchain.run(["tool", "objdump", str(binary)]).splitlines():
+        instruction = _OBJDUMP_LINE.match(line)
+        if instruction:
+            addresses.append(int(instruction.group(1), 16))
+            texts.append(instruction.group(3).strip())
+    return [addresses[index : index + 3] for index, text in enumerate(texts) if text == f"CALL {callee}(SB)"]
+
+
 def version_m(toolchain: Toolchain, binary: Path) -> tuple[str, dict[str, str]]:
     """(version, build settings) from `go version -m`."""
     output = toolchain.run(["version", "-m", str(binary)])

@@ -22,7 +22,7 @@ from tests.conftest import (
     run_cli,
     toolchain_or_skip,
 )
-from tests.integration.go_oracle import go_asm_h, nm, objdump, version_m
+from tests.integration.go_oracle import go_asm_h, instructions_after_calls, nm, objdump, version_m
 from tracer.errors import EXIT_UNSUPPORTED
 from tracer.target import offsets_table
 from tracer.target.elfimage import ElfImage
@@ -79,6 +79,11 @@ def test_rets_and_probe_sites_match_go_tool_objdump(go_programs: GoPrograms, ver
         ],
     )
     raw = binary.read_bytes()
+    steal_work = info.functions["runtime.stealWork"]
+    by_stealwork = {
+        address: (code, text)
+        for address, code, text in listing.get(steal_work.symbol) or listing[steal_work.symbol + ".abi0"]
+    }
     for name, function in info.functions.items():
         instructions = listing.get(function.symbol) or listing[function.symbol + ".abi0"]
         rets = [address - function.address for address, _, text in instructions if text.split()[0] == "RET"]
@@ -91,6 +96,15 @@ def test_rets_and_probe_sites_match_go_tool_objdump(go_programs: GoPrograms, ver
         assert function.probe.emulated == is_emulated(bytes.fromhex(code)), (name, text)
         if name in ("runtime.findRunnable", "runtime.runqsteal", "runtime.execute", "runtime.gogo"):
             assert function.probe.emulated, (name, function.probe)
+    # runqsteal's result is read at the jump after each of its calls: objdump finds the same calls
+    # in the whole binary (so no caller is missed), each followed by the TEST and that jump.
+    calls = instructions_after_calls(toolchain_or_skip(version), reference, "runtime.runqsteal")
+    steal = info.functions["runtime.runqsteal"]
+    assert calls and [address for address, _, _ in steal.result_sites] == [jump for _, _, jump in calls]
+    for address, file_offset, _text in steal.result_sites:
+        code, text = by_stealwork[address]
+        assert text.startswith("J") and is_emulated(bytes.fromhex(code)), text
+        assert raw[file_offset : file_offset + len(code) // 2].hex() == code
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

@@ -68,7 +68,7 @@ def test_a_hot_group_is_sampled_to_fit_and_the_cheap_ones_stay_exact() -> None:
 
 def test_an_idle_target_is_never_sampled_below_the_floor() -> None:
     controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
-    hits = {"mcall": 300, "gogo": 300, "findRunnable": 300}  # 0.9 ms/s of probes
+    hits = {"mcall": 1500, "gogo": 1500, "findRunnable": 1500}  # 4.5 ms/s of probes
     duties = controller.observe(_step(hits, dict.fromkeys(GROUPS, 1.0), target=0.001))
     assert controller.allowed == FLOOR_SECONDS_PER_SECOND
     assert set(duties.values()) == {1.0}

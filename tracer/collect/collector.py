@@ -89,7 +89,15 @@ def probe_costs(plan: ProbePlan) -> dict[str, float]:
         "gogo": site_cost("runtime.gogo"),
         "findRunnable": site_cost("runtime.findRunnable"),
         "runqsteal": site_cost("runtime.runqsteal"),
-        "runqsteal_ret": STEPPED_HIT_SECONDS,
+        # read where stealWork tests the result (emulated) where it can, else at the RETs
+        "runqsteal_ret": max(
+            (
+                EMULATED_HIT_SECONDS if probe.emulated else STEPPED_HIT_SECONDS
+                for probe in plan.probes
+                if probe.function == "runtime.runqsteal" and probe.at_return
+            ),
+            default=STEPPED_HIT_SECONDS,
+        ),
         "sched_migrate_task": TRACEPOINT_HIT_SECONDS,
     }
 

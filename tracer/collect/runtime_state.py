@@ -85,6 +85,18 @@ class RuntimeReader:
                         }
         return dict(seen_by_probes)
 
+    def schedticks(self, p_addresses: dict[int, int]) -> dict[int, int]:
+        """Each P's schedtick, which the scheduler bumps whenever it gives a goroutine a new time
+        slice: the overhead budget's measure of how far the program got while a probe group was
+        attached (a probe slows what it watches; this counter slows with it)."""
+        ticks = {}
+        offset = self.offsets["p.schedtick"]
+        for p_id, address in p_addresses.items():
+            value = self._u32(address + offset) if address else None
+            if value is not None:
+                ticks[p_id] = value
+        return ticks
+
     def read_p(self, address: int) -> PState | None:
         offsets = self.offsets
         status = self._u32(address + offsets["p.status"])

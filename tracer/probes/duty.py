@@ -10,11 +10,24 @@ Times come from LoadedProbes: when the breakpoints went in, and just before they
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
+
+Progress = dict[int, int]  # P id -> schedtick (u32)
+
+# Below this many new time slices in a step, progress says too little: shares go by time.
+MIN_PROGRESS_TICKS = 50
+
+
+def progress_between(before: Progress, after: Progress) -> int:
+    """Time slices the Ps started between two reads (each P's u32 counter may wrap)."""
+    return sum((after[p] - before[p]) & 0xFFFFFFFF for p in after.keys() & before.keys())
+
 
 # A window must start early enough in its step to end in it: attaching takes up to ~10 ms here.
 _ATTACH_SLACK_SECONDS = 0.012
@@ -36,16 +49,21 @@ class DutyCycler:
         step_seconds: float,
         attached_since_ns: int,
         origin_ns: int,
+        progress: Callable[[], Progress | None] | None = None,
+        progress_at_attach: Progress | None = None,
     ) -> None:
-        """`groups` are attached already, since `attached_since_ns`; steps start at `origin_ns`."""
+        """`groups` are attached already, since `attached_since_ns` (when `progress` read
+        `progress_at_attach`); steps start at `origin_ns`. `progress` reads the target's Ps'
+        schedticks, so that each window's share is measured in the program's own progress."""
         self.probes = probes
         self.groups = groups
         self.step_ns = int(step_seconds * 1e9)
         self.origin_ns = origin_ns
+        self.progress = progress
         self._lock = threading.Lock()
-        # group -> [[attached_ns, detached_ns or None], ...], oldest first
-        self._timeline: dict[str, list[list[int | None]]] = {
-            group: [[attached_since_ns, None]] for group in groups
+        # group -> [_Span, ...], oldest first
+        self._timeline: dict[str, list[_Span]] = {
+            group: [_Span(attached_since_ns, progress_at_attach)] for group in groups
         }
         self._duties = {group: 1.0 for group in groups}
         self._wake = {group: threading.Event() for group in groups}
@@ -75,18 +93,51 @@ class DutyCycler:
         return self._duties[group]
 
     def attached_seconds(self, group: str, start_ns: int, end_ns: int) -> float:
-        """How long `group` was attached between two instants; forgets what ended before `start_ns`
-        (the session asks for consecutive spans)."""
-        total = 0
+        """How long `group` was attached between two instants."""
+        with self._lock:
+            return sum(span.overlap_ns(start_ns, end_ns) for span in self._timeline[group]) / 1e9
+
+    def attached_share(
+        self,
+        group: str,
+        start_ns: int,
+        end_ns: int,
+        start_progress: Progress | None,
+        end_progress: Progress | None,
+    ) -> float:
+        """The share of a step's work `group` saw: of the time slices the Ps started in the step,
+        those started while it was attached (a probe slows the program while it is in, so a share
+        of wall time would undercount a CPU-bound target); by wall time when progress is unknown
+        or too small to tell. Forgets what ended before `start_ns` (steps are asked in order)."""
+        seconds = (end_ns - start_ns) / 1e9
         with self._lock:
             spans = self._timeline[group]
-            while len(spans) > 1 and spans[0][1] is not None and spans[0][1] <= start_ns:  # type: ignore[operator]
+            while len(spans) > 1 and spans[0].detached_ns is not None and spans[0].detached_ns <= start_ns:
                 spans.pop(0)
-            for attached, detached in spans:
-                assert attached is not None
-                until = end_ns if detached is None else min(detached, end_ns)
-                total += max(0, until - max(attached, start_ns))
-        return total / 1e9
+            by_time = (
+                sum(span.overlap_ns(start_ns, end_ns) for span in spans) / 1e9 / seconds
+                if seconds > 0
+                else 0.0
+            )
+            if start_progress is None or end_progress is None:
+                return min(1.0, by_time)
+            total = progress_between(start_progress, end_progress)
+            if total < MIN_PROGRESS_TICKS:
+                return min(1.0, by_time)
+            seen = 0.0
+            for span in spans:
+                overlap = span.overlap_ns(start_ns, end_ns)
+                if overlap <= 0:
+                    continue
+                ticks_in = span.progress_in
+                ticks_out = span.progress_out if span.detached_ns is not None else end_progress
+                out_ns = span.detached_ns if span.detached_ns is not None else end_ns
+                if ticks_in is None or ticks_out is None or out_ns <= span.attached_ns:
+                    seen += overlap / (end_ns - start_ns) * total
+                    continue
+                # A span reaching outside the step counts in proportion to its time inside.
+                seen += progress_between(ticks_in, ticks_out) * overlap / (out_ns - span.attached_ns)
+        return min(1.0, seen / total)
 
     def stop(self) -> None:
         """Stop cycling and wait for the threads (each detaches its group if it is in a window)."""
@@ -100,22 +151,29 @@ class DutyCycler:
 
     def _attached(self, group: str) -> bool:
         with self._lock:
-            return self._timeline[group][-1][1] is None if self._timeline[group] else False
+            return self._timeline[group][-1].detached_ns is None
+
+    def _read_progress(self) -> Progress | None:
+        return self.progress() if self.progress is not None else None
 
     def _attach(self, group: str) -> None:
         attached_at = self.probes.attach_group(group)
+        progress = self._read_progress()
         with self._lock:
-            self._timeline[group].append([attached_at, None])
+            self._timeline[group].append(_Span(attached_at, progress))
 
     def _detach(self, group: str) -> None:
-        # Close the span with the time the breakpoints went out, which detach_group takes before
-        # its wait; until it returns, the span stays open, so a step read meanwhile counts the
-        # window to its end and the counters hold every hit of it.
+        progress = self._read_progress()
+        # The span closes when the breakpoints go out: detach_group takes the time before the
+        # grace period it then waits out.
         removed_at = self.probes.detach_group(group)
         with self._lock:
-            self._timeline[group][-1][1] = removed_at
+            span = self._timeline[group][-1]
+            span.detached_ns = removed_at
+            span.progress_out = progress
 
     def _run(self, group: str) -> None:
+        _prefer_this_thread()
         try:
             self._cycle(group)
         except BaseException as err:  # reported by the session; the group stays detached
@@ -152,11 +210,40 @@ class DutyCycler:
                 continue  # the duty changed to always attached
             if self._stop.is_set():
                 break
+            # The duty may have changed while this thread waited: the window is the latest one.
+            window_ns = int(min(self._duties[group], 1.0) * self.step_ns)
             self._attach(group)
             with self._lock:
-                opened = self._timeline[group][-1][0]
-            assert opened is not None
+                opened = self._timeline[group][-1].attached_ns
             self._stop.wait(timeout=max(0, opened + window_ns - time.monotonic_ns()) / 1e9)
             self._detach(group)
         if self._attached(group) and self._duties[group] < 1.0:
             self._detach(group)
+
+
+def _prefer_this_thread() -> None:
+    """Run the calling thread at the lowest real-time priority, where allowed.
+
+    A window is only as long as planned if its thread wakes on time to close it, and on a host
+    whose CPUs the target keeps busy an ordinary thread can wake milliseconds late: the window,
+    and the probes' cost, grow by that much. These threads sleep almost all the time (they only
+    make the attach and detach calls), so real-time priority takes nothing from anyone."""
+    # Not permitted (no CAP_SYS_NICE): windows may run a little long, and are measured.
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+
+
+class _Span:
+    """One stretch of time a group was attached, with the Ps' progress at its ends."""
+
+    __slots__ = ("attached_ns", "detached_ns", "progress_in", "progress_out")
+
+    def __init__(self, attached_ns: int, progress_in: Progress | None) -> None:
+        self.attached_ns = attached_ns
+        self.detached_ns: int | None = None
+        self.progress_in = progress_in
+        self.progress_out: Progress | None = None
+
+    def overlap_ns(self, start_ns: int, end_ns: int) -> int:
+        until = end_ns if self.detached_ns is None else min(self.detached_ns, end_ns)
+        return max(0, until - max(self.attached_ns, start_ns))

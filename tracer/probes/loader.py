@@ -93,6 +93,7 @@ class LoadedProbes:
         self._group_fds: dict[str, list[tuple[str, int]]] = {}  # group -> ("link"|"perf", fd)
         self._any_link_made = False
         self._perf_events = 0
+        self._anchor_fds: list[int] = []
         self.attach_seconds = 0.0
         self._ncpu = len(bcc.utils.get_possible_cpus())
         if source != "sched.bpf.c":
@@ -222,6 +223,37 @@ class LoadedProbes:
                 )
             fds.append(("perf", fd))
 
+    def anchor_groups(self) -> None:
+        """Keep every probe site's kernel uprobe alive while groups are cycled in and out.
+
+        A uprobe exists while some consumer holds it. If cycling let it go at every detach and
+        made a new one at the next attach, a target thread that trapped on the old breakpoint
+        but was preempted before the kernel looked its uprobe up could find none while the new
+        breakpoint is already in, and the kernel would kill it with SIGTRAP (seen once here,
+        after thousands of windows). An anchor is a second link on the same sites whose pid
+        filter names the tracer itself, which does not map the binary: it inserts no breakpoint
+        anywhere, but while it is open every trap at these sites finds its uprobe, and a trap
+        whose window has closed just runs the original instruction."""
+        if not self.uses_links or self._anchor_fds:
+            return
+        bcc = _import_bcc()
+        for group in self.groups:
+            probes = [probe for probe in self.plan.probes if probe.group == group]
+            function = self._bpf.load_func(
+                GROUP_ENTRY_POINTS[group].encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
+            )
+            try:
+                fd = create_link(
+                    function.fd,
+                    self.binary_path,
+                    [probe.file_offset for probe in probes],
+                    os.getpid(),
+                    [probe.site for probe in probes],
+                )
+            except OSError as err:
+                raise self._attach_error(f"{group} anchor", err) from None
+            self._anchor_fds.append(fd)
+
     def detach_group(self, group: str) -> int:
         """Remove one group's probes. Returns time.monotonic_ns() from just before their removal:
         a link's breakpoints are gone as soon as its close begins, which then waits out an RCU
@@ -252,6 +284,9 @@ class LoadedProbes:
     def close(self) -> None:
         """Detach, and unload the program unless it is shared with a later attach."""
         self.detach()
+        anchors, self._anchor_fds = self._anchor_fds, []
+        for fd in anchors:  # only once no breakpoint is left (see anchor_groups)
+            os.close(fd)
         self._reset_state()
 
     @property
@@ -313,14 +348,18 @@ class LoadedProbes:
             return tuple(flat)
         return tuple(sum(flat[word::words]) for word in range(words))
 
+    def read_p_addresses(self) -> dict[int, int]:
+        """P id -> runtime.p address, as the probes have seen them."""
+        return {
+            key.value: value.address for key, value in self._tables["p_addresses"].items() if value.address
+        }
+
     def read(self) -> RawCounters:
         per_p_table = self._tables["p_counters"]
         per_p = tuple(self._percpu_words(per_p_table, slot, _P_WORDS) for slot in range(self.plan.max_p + 1))
         global_words = self._percpu_words(self._tables["global_counters"], 0, _GLOBAL_WORDS)
         unknown = {key.value: value.value for key, value in self._tables["unknown_reason_pcs"].items()}
-        addresses = {
-            key.value: value.address for key, value in self._tables["p_addresses"].items() if value.address
-        }
+        addresses = self.read_p_addresses()
         return RawCounters(
             monotonic_ns=time.monotonic_ns(),
             per_p=per_p,

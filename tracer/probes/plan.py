@@ -126,7 +126,21 @@ def build_plan(info: TargetInfo, gomaxprocs: int) -> ProbePlan:
                 at_return=False,
             )
         )
-        if ret_handler is not None:
+        if ret_handler is not None and function.result_sites:
+            # The caller's test of the result: emulated, RAX still the result (see ResultSite).
+            for address, file_offset, instruction in function.result_sites:
+                probes.append(
+                    Probe(
+                        function=function_name,
+                        handler=ret_handler,
+                        address=address,
+                        file_offset=file_offset,
+                        instruction=instruction,
+                        emulated=True,
+                        at_return=True,
+                    )
+                )
+        elif ret_handler is not None:
             for offset in function.ret_offsets:
                 # RET (0xC3) is not emulated: each return costs a single-step.
                 probes.append(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracer.errors import EXIT_PERMISSION, NoTarget, TracerError, UnsupportedTarget
@@ -26,7 +26,7 @@ from tracer.target.goversion import (
     version_from_symbol,
 )
 from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118
-from tracer.target.probesites import ProbeSite, choose_probe_site, ret_offsets
+from tracer.target.probesites import ProbeSite, choose_probe_site, result_sites, ret_offsets
 from tracer.target.runtime_functions import MCALL_TARGETS, RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
 from tracer.target.sched_locator import sched_candidates
 
@@ -42,6 +42,9 @@ class FunctionInfo:
     size: int
     probe: ProbeSite
     ret_offsets: tuple[int, ...]
+    # Where the caller tests the result (see probesites.result_sites), as (address, file offset,
+    # instruction); empty when the result must be read at the RETs.
+    result_sites: tuple[tuple[int, int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class TargetInfo:
                     "probe_stack_delta": info.probe.stack_delta,
                     "probe_note": info.probe.note,
                     "ret_offsets": list(info.ret_offsets),
+                    "result_sites": [
+                        {"address": address, "file_offset": offset, "instruction": text}
+                        for address, offset, text in info.result_sites
+                    ],
                 }
                 for name, info in self.functions.items()
             },
@@ -232,6 +239,24 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
             probe=site,
             ret_offsets=tuple(ret_offsets(code, function.address)),
         )
+
+    for spec in RUNTIME_FUNCTIONS:
+        callee, caller = infos.get(spec.name), infos.get(spec.results_read_in or "")
+        if callee is None or caller is None:
+            continue
+        sites = result_sites(image.read(caller.address, caller.size), caller.address, callee.address)
+        if sites:
+            infos[spec.name] = replace(
+                callee,
+                result_sites=tuple(
+                    (site.address, image.vaddr_to_file_offset(site.address), site.instruction)
+                    for site in sites
+                ),
+            )
+        else:
+            notes.append(
+                f"{spec.name}: results read at its RETs, single-stepped ({spec.results_read_in} differs)"
+            )
 
     has_dwarf = image.has_section(".debug_info") or image.has_section(".zdebug_info")
     offsets: dict[str, int] = {}

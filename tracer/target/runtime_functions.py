@@ -15,6 +15,9 @@ class RuntimeFunction:
     arguments: tuple[str, ...]
     required: bool
     purpose: str
+    # The runtime's only caller, where the result is read after the call instead of at the RETs
+    # (runqsteal is called from stealWork alone in every supported release's proc.go).
+    results_read_in: str | None = None
 
 
 RUNTIME_FUNCTIONS: tuple[RuntimeFunction, ...] = (
@@ -23,7 +26,11 @@ RUNTIME_FUNCTIONS: tuple[RuntimeFunction, ...] = (
     RuntimeFunction("runtime.gogo", (), True, "goroutine switch"),
     RuntimeFunction("runtime.findRunnable", (), True, "a P looks for work"),
     RuntimeFunction(
-        "runtime.runqsteal", ("rax", "rbx", "rcx"), True, "steal from another P; RAX=thief, RBX=victim"
+        "runtime.runqsteal",
+        ("rax", "rbx", "rcx"),
+        True,
+        "steal from another P; RAX=thief, RBX=victim",
+        results_read_in="runtime.stealWork",
     ),
     RuntimeFunction("runtime.execute", ("rax", "rbx"), True, "a goroutine starts running on this M's P"),
     RuntimeFunction("runtime.park_m", ("rax",), True, "mcall reason: park"),

@@ -52,6 +52,17 @@ def inspect_renderable(info: TargetInfo) -> Group:
         )
     for name in info.missing_functions:
         functions.add_row(name.removeprefix("runtime."), "-", "-", "-", "not in binary", "", "")
+    result_lines = [
+        Text.assemble(
+            ("results ", "bold"),
+            f"{name.removeprefix('runtime.')} is read where its caller tests them, emulated: "
+            + ", ".join(
+                f"{address:#x} ({text.split()[0]})" for address, _offset, text in function.result_sites
+            ),
+        )
+        for name, function in info.functions.items()
+        if function.result_sites
+    ]
 
     # Offsets as a compact grid of "field=offset" cells, four to a row.
     offsets_title = Text(f"Struct offsets (from {info.offsets_source})", style="italic")
@@ -72,7 +83,7 @@ def inspect_renderable(info: TargetInfo) -> Group:
             for name, value in info.variables.items()
         ),
     )
-    parts: list = [header, functions, offsets_title, offsets, variables]
+    parts: list = [header, functions, *result_lines, offsets_title, offsets, variables]
     parts.extend(Text(f"note: {note}", style="yellow") for note in info.notes)
     return Group(*parts)
 

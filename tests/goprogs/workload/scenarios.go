@@ -135,6 +135,40 @@ func busy() {
 	}
 }
 
+// churn spawns short goroutines in batches for the given number of milliseconds (a load far over
+// any overhead budget) and prints how many it started.
+func churn(milliseconds int) {
+	waitForGo()
+	deadline := time.Now().Add(time.Duration(milliseconds) * time.Millisecond)
+	started := 0
+	for time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		wg.Add(100)
+		for i := 0; i < 100; i++ {
+			go func() {
+				spin(200)
+				wg.Done()
+			}()
+		}
+		started += 100
+		wg.Wait()
+	}
+	fmt.Println("STARTED", started)
+	done()
+}
+
+// paced starts n goroutines one at a time, 20 ms apart: a load light enough to trace exactly.
+func paced(n int) {
+	waitForGo()
+	for i := 0; i < n; i++ {
+		finished := make(chan struct{})
+		go func() { close(finished) }()
+		<-finished
+		time.Sleep(20 * time.Millisecond)
+	}
+	done()
+}
+
 func runScenario(name string, count int, path string) bool {
 	switch name {
 	case "busy":
@@ -147,6 +181,10 @@ func runScenario(name string, count int, path string) bool {
 		runq(count)
 	case "traced":
 		traced(path, count)
+	case "churn":
+		churn(count)
+	case "paced":
+		paced(count)
 	case "gomaxprocs":
 		fmt.Println(runtime.GOMAXPROCS(0))
 	default:
