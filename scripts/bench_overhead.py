@@ -6,11 +6,13 @@ Workloads (built with the newest cached toolchain, except the real program):
               program times itself, so start-up and attach are not counted
   http        a net/http server loaded over loopback by a Go client for a fixed time: requests/s
   gofmt       a real Go program the benchmark does not build: the toolchain's own gofmt over the
-              standard library's source (wall time)
+              standard library's net package (its CPU time: the run is short, and its wall time
+              under `mcalltrace run` would be mostly the tracer's start-up)
 
-Modes, interleaved and repeated: untraced; mcalltrace (default); runtime/trace in the same program
-(schedload, http); an empty BPF program on the same probe sites (the floor no uprobe-based tool
-goes below).
+Modes, interleaved and repeated: untraced; mcalltrace (default: --overhead-budget 2%); mcalltrace
+with every probe always attached (--overhead-budget none, exact counts); runtime/trace in the same
+program (schedload, http); an empty BPF program on the same probe sites, always attached (the
+floor no always-attached uprobe-based tool goes below).
 
 Per-probe cost per hit: schedload's CPU time (user+system, where uprobe handling is charged) with
 one probe attached, less untraced, over that probe's hits; for the real handler, the empty
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -160,17 +163,22 @@ def held_run(
             loaded.close()
 
 
-def schedload_run(programs: Programs, mode: str, only: str | None = None, at_entry: bool = False) -> dict:
-    argv = [str(programs.schedload)]
+MCALLTRACE_MODES = {"mcalltrace": (), "mcalltrace-exact": ("--overhead-budget", "none")}
+
+
+def schedload_run(
+    programs: Programs, mode: str, only: str | None = None, at_entry: bool = False, rounds: int = 40
+) -> dict:
+    argv = [str(programs.schedload), "-rounds", str(rounds)]
     if mode == "runtime/trace":
         with tempfile.NamedTemporaryFile(suffix=".trace") as trace_file:
             output = subprocess.run(
                 [*argv, "-trace", trace_file.name], capture_output=True, text=True, check=True
             )
         return {"wall": float(output.stdout)}
-    if mode == "mcalltrace":
+    if mode in MCALLTRACE_MODES:
         tracer = subprocess.Popen(
-            [*MCALLTRACE, "run", "--no-ui", "--", *argv],
+            [*MCALLTRACE, "run", "--no-ui", *MCALLTRACE_MODES[mode], "--", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -207,9 +215,9 @@ def http_run(programs: Programs, mode: str, seconds: float) -> dict:
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
-        if mode == "mcalltrace":
+        if mode in MCALLTRACE_MODES:
             tracer = subprocess.Popen(
-                [*MCALLTRACE, "--pid", str(server.pid), "--json"],
+                [*MCALLTRACE, "--pid", str(server.pid), "--json", *MCALLTRACE_MODES[mode]],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -231,8 +239,13 @@ def http_run(programs: Programs, mode: str, seconds: float) -> dict:
         result = {"rps": float(client.stdout)}
         if tracer is not None:
             tracer.send_signal(2)
+            assert tracer.stdout is not None
+            lines = tracer.stdout.read().splitlines()
             _code, cpu = wait_rusage(tracer.pid)
             result["tracer_cpu"] = cpu
+            summary = json.loads(lines[-1]) if lines else {}
+            # What mcalltrace itself says its probes cost (its live header shows the same).
+            result["estimated_share"] = summary.get("cost", {}).get("share_of_target")
         return result
     finally:
         if loaded is not None:
@@ -244,24 +257,35 @@ def http_run(programs: Programs, mode: str, seconds: float) -> dict:
             trace_file.close()
 
 
+def traced_held_run(argv: list[str], budget: float | None) -> dict:
+    """Run argv under mcalltrace's own live source (as `mcalltrace run` does, without output), in
+    this process: the program's CPU time then excludes the tracer's start-up, which a short
+    program's wall time would be mostly made of."""
+    from tracer.session import LiveSource, TraceOptions, run_session
+
+    program = HeldProgram(argv)
+    source = LiveSource(TraceOptions(interval=1.0, overhead_budget=budget), program=program)
+    run_session(source, [], threading.Event())
+    program.wait()
+    assert program.exit_code == 0 and program.cpu_seconds is not None
+    return {"cpu": program.cpu_seconds}
+
+
 def gofmt_run(programs: Programs, mode: str) -> dict:
+    """gofmt over the standard library's net package: its CPU time (user + system, where uprobe
+    handling is charged), with stdout discarded."""
     argv = [str(programs.gofmt), "-l", str(programs.goroot / "src" / "net")]
-    started = time.monotonic()
-    if mode == "mcalltrace":
-        subprocess.run(
-            [*MCALLTRACE, "run", "--no-ui", "--", *argv], capture_output=True, check=True, cwd=ROOT
-        )
-    else:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        saved = os.dup(1)
-        os.dup2(devnull, 1)
-        try:
-            held_run(argv, {"untraced": None, "empty": "empty"}[mode])
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
-    return {"wall": time.monotonic() - started}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    os.dup2(devnull, 1)
+    try:
+        if mode in MCALLTRACE_MODES:
+            return traced_held_run(argv, None if mode == "mcalltrace-exact" else 0.02)
+        return held_run(argv, {"untraced": None, "empty": "empty"}[mode])
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def tracer_cpu_at_64_ps(programs: Programs, seconds: float = 10.0) -> dict:
@@ -319,6 +343,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--http-seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--schedload-rounds",
+        type=int,
+        default=200,
+        help="schedload's work for the mode comparison (about 1.4 s untraced here): long enough for "
+        "the budget's steady state, not only its first milliseconds",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "overhead.json")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -334,11 +365,14 @@ def main() -> int:
     hits: dict[str, int] = {}
     for repeat in range(args.repeat):
         print(f"round {repeat + 1}/{args.repeat}", file=sys.stderr)
-        for mode in ("untraced", "mcalltrace", "runtime/trace", "empty"):
-            add(f"schedload {mode} wall", schedload_run(programs, mode)["wall"])
-            add(f"http {mode} rps", http_run(programs, mode, args.http_seconds)["rps"])
+        for mode in ("untraced", "mcalltrace", "mcalltrace-exact", "runtime/trace", "empty"):
+            add(f"schedload {mode} wall", schedload_run(programs, mode, rounds=args.schedload_rounds)["wall"])
+            http = http_run(programs, mode, args.http_seconds)
+            add(f"http {mode} rps", http["rps"])
+            if http.get("estimated_share") is not None:
+                add(f"http {mode} estimated share", http["estimated_share"])
             if mode != "runtime/trace":
-                add(f"gofmt {mode} wall", gofmt_run(programs, mode)["wall"])
+                add(f"gofmt {mode} cpu", gofmt_run(programs, mode)["cpu"])
         untraced = schedload_run(programs, "untraced")
         add("cpu untraced", untraced["cpu"])
         for function in PROBED:
@@ -354,20 +388,28 @@ def main() -> int:
     ratios = {
         "schedload mcalltrace / untraced (wall)": median["schedload mcalltrace wall"]
         / median["schedload untraced wall"],
+        "schedload mcalltrace exact / untraced (wall)": median["schedload mcalltrace-exact wall"]
+        / median["schedload untraced wall"],
         "schedload runtime/trace / untraced (wall)": median["schedload runtime/trace wall"]
         / median["schedload untraced wall"],
         "schedload empty probes / untraced (wall)": median["schedload empty wall"]
         / median["schedload untraced wall"],
         "http mcalltrace / untraced (throughput)": median["http mcalltrace rps"]
         / median["http untraced rps"],
+        "http mcalltrace exact / untraced (throughput)": median["http mcalltrace-exact rps"]
+        / median["http untraced rps"],
         "http runtime/trace / untraced (throughput)": median["http runtime/trace rps"]
         / median["http untraced rps"],
         "http empty probes / untraced (throughput)": median["http empty rps"] / median["http untraced rps"],
-        "gofmt mcalltrace / untraced (wall)": median["gofmt mcalltrace wall"] / median["gofmt untraced wall"],
-        "gofmt empty probes / untraced (wall)": median["gofmt empty wall"] / median["gofmt untraced wall"],
+        "gofmt mcalltrace / untraced (CPU)": median["gofmt mcalltrace cpu"] / median["gofmt untraced cpu"],
+        "gofmt mcalltrace exact / untraced (CPU)": median["gofmt mcalltrace-exact cpu"]
+        / median["gofmt untraced cpu"],
+        "gofmt empty probes / untraced (CPU)": median["gofmt empty cpu"] / median["gofmt untraced cpu"],
     }
     per_hit = {}
     for function in PROBED:
+        if hits[function] < 100_000:  # too few hits for a difference of CPU times to mean anything
+            continue
         base = median["cpu untraced"]
         per_hit[function] = {
             kind: (median[f"cpu {function} {kind}"] - base) / hits[function] * 1e9
@@ -398,6 +440,10 @@ def main() -> int:
         relative = f"{row['real / empty']:.2f}" if row["real / empty"] else "-"
         cells = "".join(f"{row[column]:>8.0f}" for column in columns)
         print(f"{function:<32}{cells}{relative:>11}{row['hits']:>10}")
+    for mode in MCALLTRACE_MODES:
+        key = f"http {mode} estimated share"
+        if key in median:
+            print(f"http: {mode} says its probes cost {100 * median[key]:.2f}% of the server's CPU")
     print(
         f"\ntracer CPU at 64 Ps, 1 s interval: {100 * steady:.2f}% of one core (steady state); "
         f"attach {tracer['attach_seconds']:.2f} s, "

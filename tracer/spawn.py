@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import shutil
 import signal
 import time
@@ -28,6 +29,7 @@ class HeldProgram:
         self.path = os.path.realpath(path)
         self.argv = argv
         self.exit_code: int | None = None
+        self.cpu_seconds: float | None = None  # once it has ended
         go_read, self._go = os.pipe()
         self._error, error_write = os.pipe2(os.O_CLOEXEC)
         self.pid = os.fork()
@@ -76,16 +78,22 @@ class HeldProgram:
 
     def poll(self) -> int | None:
         if self.exit_code is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
-                self.exit_code = os.waitstatus_to_exitcode(status)
+                self._ended(status, usage)
         return self.exit_code
 
     def wait(self) -> int:
         if self.exit_code is None:
-            _pid, status = os.waitpid(self.pid, 0)
-            self.exit_code = os.waitstatus_to_exitcode(status)
+            _pid, status, usage = os.wait4(self.pid, 0)
+            self._ended(status, usage)
+        assert self.exit_code is not None
         return self.exit_code
+
+    def _ended(self, status: int, usage: resource.struct_rusage) -> None:
+        self.exit_code = os.waitstatus_to_exitcode(status)
+        # user + system: where the kernel charges uprobe handling (the overhead benchmark's figure)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
 
     def stop(self, grace_seconds: float = 5.0) -> int:
         """End the program if it still runs (SIGTERM, then SIGKILL); its exit code."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -198,7 +199,7 @@ def test_trigger_rates_use_only_the_attached_time() -> None:
         sampled = {"mcall": 0.1, "steal": 0.1} if step % 2 else {"mcall": 0.0, "steal": 0.1}
         seen_mcall = 40 if step % 2 else 0
         snapshot = _snapshot(0.1, round(seen_mcall / 0.1) if step % 2 else 0, 10, 6, sampled)
-        fired = engine.observe(snapshot.__class__(**{**snapshot.__dict__, "time": 100.0 + step / 10}))
+        fired = engine.observe(replace(snapshot, time=100.0 + step / 10))
     # mcall: 200 seen over 0.05 s attached = 4000/s (a plain sum of estimates would say 2000/s)
     assert fired is not None and fired.trigger.text == "steal_failure_rate>50%"
     assert fired.value == pytest.approx(0.6) and fired.steal_attempts == 100
@@ -206,7 +207,7 @@ def test_trigger_rates_use_only_the_attached_time() -> None:
     for step in range(10):
         sampled = {"mcall": 0.1} if step % 2 else {"mcall": 0.0}
         snapshot = _snapshot(0.1, 400 if step % 2 else 0, 0, 0, sampled)
-        fired = engine.observe(snapshot.__class__(**{**snapshot.__dict__, "time": 100.0 + step / 10}))
+        fired = engine.observe(replace(snapshot, time=100.0 + step / 10))
     assert fired is not None and fired.value == pytest.approx(4000)
 
 

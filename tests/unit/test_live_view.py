@@ -97,3 +97,26 @@ def test_bigger_terminal_shows_more_columns_and_rows() -> None:
 def test_metric_keys_change_the_heat_map() -> None:
     assert "heat map: mcall/s" in _render(4, state=ViewState(metric_index=0))
     assert "heat map: run queue length" in _render(4, state=ViewState(metric_index=4))
+
+
+def test_sampled_counts_are_marked_as_estimates_with_the_budget() -> None:
+    from dataclasses import replace
+
+    from tracer.sinks.lines import format_line
+
+    history = History()
+    for index in range(5):
+        history.add(replace(_snapshot(index, 4), sampled={"mcall": 0.012, "switch": 0.02}))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, height=24, color_system=None)
+    header = replace(HEADER, overhead_budget=0.02)
+    console.print(live_renderable(header, history, ViewState(), 100, 24))
+    text = buffer.getvalue()
+    assert "(budget 2.0%)" in text and "~sampled" in text
+    assert "mcall/s ~" in text and "switches/s ~" in text
+    assert "migr/s ~" not in text  # the tracepoint is never sampled
+    line = format_line(history.latest)  # type: ignore[arg-type]
+    assert "mcall/s=~" in line and "steals/s=~" not in line
+    assert "sampled: mcall 1.2%, switch 2.0% attached" in line
+    # exact: no marks at all
+    assert "~" not in format_line(_snapshot(1, 4))
