@@ -226,14 +226,14 @@ class LoadedProbes:
     def anchor_groups(self) -> None:
         """Keep every probe site's kernel uprobe alive while groups are cycled in and out.
 
-        A uprobe exists while some consumer holds it. If cycling let it go at every detach and
-        made a new one at the next attach, a target thread that trapped on the old breakpoint
-        but was preempted before the kernel looked its uprobe up could find none while the new
-        breakpoint is already in, and the kernel would kill it with SIGTRAP (seen once here,
-        after thousands of windows). An anchor is a second link on the same sites whose pid
-        filter names the tracer itself, which does not map the binary: it inserts no breakpoint
-        anywhere, but while it is open every trap at these sites finds its uprobe, and a trap
-        whose window has closed just runs the original instruction."""
+        A uprobe exists while some consumer holds it; cycling alone would free it at every
+        detach and make a new one at the next attach. The kernel sends SIGTRAP to a thread that
+        trapped on a breakpoint for which it finds no uprobe, and a target died that way once
+        here, after thousands of windows (too rare to reproduce since). An anchor is a second
+        link on the same sites whose pid filter names the tracer itself, which does not map the
+        binary: it inserts no breakpoint anywhere, but while it is open every trap at these
+        sites finds its uprobe, and one whose window has closed just runs the original
+        instruction."""
         if not self.uses_links or self._anchor_fds:
             return
         bcc = _import_bcc()
