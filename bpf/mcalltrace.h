@@ -79,7 +79,8 @@ struct mct_m_state {
     __u32 last_p;                  /* for attributing thread migrations */
     __u32 steal_tail;              /* thief's runqtail at runqsteal entry */
     __u32 steal_victim;            /* victim P of the runqsteal in progress */
-    __u32 steal_generation;        /* MCT_GROUP_STEAL's generation at runqsteal entry */
+    __u32 steal_generation;        /* MCT_GROUP_STEAL's generation at runqsteal entry; 0 once
+                                    * its result is counted (generations start at 1) */
     __u32 registered;              /* its tid is in the tid -> m.id map */
     __u32 reserved;
 };

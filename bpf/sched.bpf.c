@@ -328,6 +328,10 @@ static __always_inline int runqsteal_ret_hit(struct pt_regs *ctx)
     }
     if (detail_on())
         emit(MCT_EVENT_STEAL, cur.p_id, state ? state->steal_victim : MCT_NO_P, (u32)stolen, 0, 0);
+    /* Each entry pairs with one result: a group's sites go in and out one after another, so a
+     * result whose own entry was missed must not take an earlier one's. */
+    if (state)
+        state->steal_generation = 0;
     return 0;
 }
 

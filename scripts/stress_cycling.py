@@ -27,16 +27,7 @@ sys.path.insert(0, str(ROOT))
 from tracer.gobuild import CACHE, find_toolchain  # noqa: E402
 from tracer.probes.plan import build_plan  # noqa: E402
 from tracer.target.inspect import inspect_target  # noqa: E402
-from tracer.target.process import load_bias  # noqa: E402
-
-
-def site_bytes(pid: int, addresses: list[int]) -> list[int]:
-    with open(f"/proc/{pid}/mem", "rb") as memory:
-        values = []
-        for address in addresses:
-            memory.seek(address)
-            values.append(memory.read(1)[0])
-        return values
+from tracer.target.process import first_bytes, load_bias  # noqa: E402
 
 
 def one_run(binary: Path, seconds: float, interval: str) -> tuple[bool, str]:
@@ -53,7 +44,7 @@ def one_run(binary: Path, seconds: float, interval: str) -> tuple[bool, str]:
         info = inspect_target(pid=target.pid)
         bias = load_bias(target.pid, info)
         sites = [probe.address + bias for probe in build_plan(info, os.cpu_count() or 1).probes]
-        original = site_bytes(target.pid, sites)
+        original = first_bytes(target.pid, sites)
         tracer = subprocess.Popen(
             [sys.executable, "-m", "tracer.cli", "--pid", str(target.pid), "--json", "--interval", interval],
             stdout=subprocess.PIPE,
@@ -78,7 +69,7 @@ def one_run(binary: Path, seconds: float, interval: str) -> tuple[bool, str]:
         tracer.communicate(timeout=60)
         if "DONE" not in output:
             return False, f"target died: {output[-400:]!r}"
-        if site_bytes(target.pid, sites) != original:
+        if first_bytes(target.pid, sites) != original:
             return False, "a breakpoint byte was left in the target's text"
         target.stdin.close()
         code = target.wait(timeout=30)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tracer.collect.budget import BudgetController, StepMeasurement
-from tracer.collect.collector import Collector
+from tracer.collect.collector import Collector, hits_between
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
@@ -31,7 +31,8 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
-_LOOK_EVERY_SECONDS = 0.05  # how often the budget checks the target's CPU for a growing load
+_LOOK_EVERY_SECONDS = 0.02  # how often the budget checks the target's CPU for a growing load
+_LOOK_SPAN_SECONDS = 0.005  # how long it then measures the hit rates (at full cost, so briefly)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,9 @@ class LiveSource:
         # (for `run`, before the program's first instruction).
         self.collector.start(baseline if baseline is not None else self.probes.read())
         self._attached_ns = attached_ns
+        self._last_look: tuple[float, float | None] | None = (
+            (time.monotonic(), self.runtime.cpu_seconds()) if self.runtime is not None else None
+        )
         self._p_addresses = self._find_ps()
         self._progress_at_start = self._progress()
         if options.overhead_budget is not None:
@@ -289,8 +293,8 @@ class LiveSource:
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
             # The budget's early looks, while some group is always attached: 20 ms into the first
-            # step, then every 50 ms if the target's CPU use jumped, so that a load that grows is
-            # sampled within tens of milliseconds rather than at the next step.
+            # step, then every 20 ms, a look at the target's CPU; if it jumped, the counters, so
+            # that a load that grows is sampled within tens of milliseconds, not at the next step.
             look_at = start + (tick - 1) * step + min(0.02, step / 4)
             ended = None
             while ended is None:
@@ -299,7 +303,7 @@ class LiveSource:
                     duty >= 1.0 for duty in self.controller.duties.values()
                 )
                 if look and time.monotonic() >= look_at:
-                    previous_cpu_rate = self._early_look(previous_ns, previous_cpu_rate, first=first_look)
+                    previous_cpu_rate = self._early_look(previous_cpu_rate, first=first_look)
                     first_look = False
                     look_at = time.monotonic() + _LOOK_EVERY_SECONDS
                 wait = min(max(remaining, 0), 0.1)
@@ -386,19 +390,37 @@ class LiveSource:
             probe_cpu_fraction=snapshot.cost.cpu_fraction,
         )
 
-    def _early_look(self, step_start_ns: int, previous_cpu_rate: float | None, first: bool) -> float | None:
-        """Part way into a step: if the target's CPU use jumped (or at the first step), read the
-        counters and let the budget sample what is already over it. Returns the CPU rate later
-        looks compare with: the one seen if the counters were read, else the one given."""
+    def _recent_cpu_rate(self) -> float | None:
+        """Cores the target used since the previous look (not since the step began: a load that
+        grows late in a long step would take most of the step to show in that)."""
+        if self.runtime is None:
+            return None
+        now, cpu = time.monotonic(), self.runtime.cpu_seconds()
+        last, self._last_look = self._last_look, (now, cpu)
+        if cpu is None or last is None or last[1] is None or now - last[0] < 0.01:
+            return None
+        return (cpu - last[1]) / (now - last[0])
+
+    def _early_look(self, previous_cpu_rate: float | None, first: bool) -> float | None:
+        """Part way into a step: if the target's CPU use jumped (or at the first step), measure
+        the always-attached groups' hit rates over a short span and let the budget sample what
+        is already over it. Returns the CPU rate later looks compare with: the one seen if the
+        counters were read, else the one given."""
         assert self.controller is not None and self.cycler is not None
-        cpu_rate = self.collector.cpu_rate_since_last()
+        cpu_rate = self._recent_cpu_rate()
         jumped = cpu_rate is not None and (
             previous_cpu_rate is None or cpu_rate > 1.5 * previous_cpu_rate + 0.05
         )
         if not (first or jumped):
             return previous_cpu_rate
-        hits, seconds, cpu_fraction = self.collector.peek(self.probes.read())
-        coverage = self._coverage(step_start_ns, step_start_ns + int(seconds * 1e9))
+        # The rate now, not since the step began: a load that just started would be diluted by
+        # the idle part before it, and the windows set from it too long.
+        before = self.probes.read()
+        time.sleep(_LOOK_SPAN_SECONDS)
+        after = self.probes.read()
+        seconds = (after.monotonic_ns - before.monotonic_ns) / 1e9
+        hits = hits_between(before, after)
+        coverage = self._coverage(before.monotonic_ns, after.monotonic_ns)
         probe_seconds = sum(hits.get(probe, 0) * cost for probe, cost in self.collector.costs.items())
         self.cycler.set_duties(
             self.controller.observe(
@@ -406,9 +428,10 @@ class LiveSource:
                     duration=seconds,
                     probe_hits=hits,
                     attached_seconds={group: share * seconds for group, share in coverage.items()},
-                    target_cpu_fraction=cpu_fraction,
+                    target_cpu_fraction=cpu_rate,
                     probe_cpu_fraction=probe_seconds / seconds if seconds > 0 else 0.0,
-                )
+                ),
+                load_changed=jumped,
             )
         )
         return cpu_rate

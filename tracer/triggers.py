@@ -6,16 +6,19 @@
     OP     := > | >= | < | <=
 
 Rates (steal_attempts, mcall, switches, findrunnable, migrations) are per second over the window;
-steal_failure_rate is failed over all steal attempts in the window, and only counts once the
-probes have seen at least `min_attempts` attempts in it (so 1 failure in 2 tries does not fire);
+steal_failure_rate is failed over the steal attempts in the window whose result was seen, and
+only counts once the probes have seen at least `min_attempts` of them (so 1 failure in 2 tries does not fire);
 while the overhead budget samples a probe group, its rates are what was seen over the time the
-group was attached;
+group was attached, and a condition on them must hold at 95% confidence (the Wilson bound of the
+failure rate, the Poisson bound of a rate, on the far side of the threshold) so that the noise
+of a few windows does not fire it;
 runq_length and global_runq are the latest values. Without `p*:` the metric is taken over all Ps
 (summed); with it, the condition holds if any single P meets it.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections import deque
@@ -73,8 +76,21 @@ class Firing:
     steal_attempts: int  # in the window, estimated if sampled (context for the manifest)
 
 
+_Z = 1.96  # 95% confidence
+
+
+def _wilson_bound(rate: float, trials: float, direction: float) -> float:
+    """The Wilson score bound of a proportion seen in `trials` tries: the lower one for
+    direction -1, the upper one for +1."""
+    rate = min(max(rate, 0.0), 1.0)  # running sums of scaled estimates can stray a little
+    z2 = _Z * _Z
+    centre = rate + z2 / (2 * trials)
+    spread = _Z * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials * trials))
+    return (centre + direction * spread) / (1 + z2 / trials)
+
+
 # The counters a trigger can use, kept as running sums over the window (per P and for "no P").
-_WINDOW_FIELDS = ("steal_attempts", "steal_failures", *RATE_METRICS)
+_WINDOW_FIELDS = ("steal_attempts", "steal_successes", "steal_failures", *RATE_METRICS)
 _FIELD_GROUPS = tuple(FIELD_GROUPS.get(name) for name in _WINDOW_FIELDS)  # None: never sampled
 
 
@@ -121,22 +137,43 @@ class TriggerEngine:
         attached = self._attached.get(_FIELD_GROUPS[index], 0.0)
         return sums[index] / attached if attached > 1e-9 else 0.0
 
+    def _sampled(self, name: str, seconds: float) -> bool:
+        """Whether the field's probes were attached for less than the whole window."""
+        group = _FIELD_GROUPS[_WINDOW_FIELDS.index(name)]
+        return group is not None and self._attached.get(group, 0.0) < seconds - 1e-6
+
     def _value(
         self, trigger: Trigger, sums: list[float], seconds: float, latest: Snapshot, p: int | None
-    ) -> float | None:
+    ) -> tuple[float, float] | None:
+        """(the value, the value the condition is tested on). They differ only for counts the
+        budget sampled: then the condition must hold at 95% confidence, so that the noise of a
+        few windows does not fire it (the bound on the far side of the threshold is tested)."""
         fields = dict(zip(_WINDOW_FIELDS, sums, strict=True))
+        toward_threshold = -1.0 if trigger.op in (">", ">=") else 1.0
         if trigger.metric == "global_runq":
-            return latest.runtime.global_runq
+            level = latest.runtime.global_runq
+            return None if level is None else (float(level), float(level))
         if trigger.metric == "steal_failure_rate":
             # The attempts actually seen decide whether the rate means anything (a sample size).
-            attempts = fields["steal_attempts"]
-            return fields["steal_failures"] / attempts if attempts >= self.min_attempts - 1e-6 else None
+            attempts = fields["steal_successes"] + fields["steal_failures"]  # with a result seen
+            if attempts < self.min_attempts - 1e-6:
+                return None
+            rate = fields["steal_failures"] / attempts
+            if not self._sampled("steal_attempts", seconds):
+                return rate, rate
+            return rate, _wilson_bound(rate, attempts, toward_threshold)
         if trigger.metric == "runq_length":
             lengths = [
                 s.runq_length for s in latest.per_p if s.runq_length is not None and (p is None or s.p == p)
             ]
-            return float(sum(lengths)) if lengths else None
-        return self._rate(sums, trigger.metric)
+            return (float(sum(lengths)), float(sum(lengths))) if lengths else None
+        rate = self._rate(sums, trigger.metric)
+        if not self._sampled(trigger.metric, seconds):
+            return rate, rate
+        seen = max(fields[trigger.metric], 0.0)
+        # Poisson: the count seen is known to about its square root.
+        bounded = max(seen + toward_threshold * _Z * math.sqrt(seen), 0.0)
+        return rate, rate * bounded / seen if seen > 0 else 0.0
 
     def observe(self, snapshot: Snapshot) -> Firing | None:
         self._window.append(snapshot)
@@ -159,8 +196,11 @@ class TriggerEngine:
                 else [(None, total)]
             )
             for p, sums in candidates:
-                value = self._value(trigger, sums, seconds, snapshot, p)
-                if value is not None and compare(value, trigger.threshold):
+                values = self._value(trigger, sums, seconds, snapshot, p)
+                if values is None:
+                    continue
+                value, tested = values
+                if compare(tested, trigger.threshold):
                     self._last_fired = snapshot.time
                     return Firing(
                         trigger=trigger,

@@ -146,16 +146,6 @@ class Tracer:
             self.process.wait()
 
 
-def site_bytes(pid: int, addresses: list[int]) -> list[int]:
-    """The first byte of the instruction at each address in the process (0xCC: a breakpoint)."""
-    with open(f"/proc/{pid}/mem", "rb") as memory:
-        values = []
-        for address in addresses:
-            memory.seek(address)
-            values.append(memory.read(1)[0])
-        return values
-
-
 def summary_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
     summaries = [item for item in objects if item["type"] == "summary"]
     assert len(summaries) == 1, objects[-3:]

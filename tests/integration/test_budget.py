@@ -13,10 +13,10 @@ from tests.integration.live import (
     Scenario,
     Tracer,
     require_root_and_bcc,
-    site_bytes,
     summary_of,
     traced_run,
 )
+from tracer.target.process import first_bytes
 
 VERSION = ALL_VERSIONS[-1]
 
@@ -30,23 +30,11 @@ def test_a_heavy_load_is_sampled_within_the_budget_and_estimated_from_its_window
     go_programs: GoPrograms,
 ) -> None:
     binary = go_programs.build(VERSION, "default")
-    scenario = Scenario(binary, "-scenario", "churn", "-n", "4000")
-    tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", "0.5s")
-    try:
-        header = tracer.wait_attached()
-        scenario.send("GO")
-        scenario.output.wait_for("DONE", timeout=120)
-        started_line = next(line for line in scenario.output.seen if line.startswith("STARTED"))
-        started = int(started_line.split()[1])
-        assert scenario.close() == 0
-        code, objects = tracer.finish()
-    finally:
-        scenario.kill()
-        tracer.kill()
-    assert code == 0, tracer.stderr
-    assert header["overhead_budget"] == pytest.approx(0.02)
-    summary = summary_of(objects)
-    intervals = [item for item in objects if item["type"] == "interval"]
+    summary, intervals, scenario = traced_run(
+        binary, ["-scenario", "churn", "-n", "4000"], None, "0.5s", "--overhead-budget", "2%"
+    )
+    started_line = next(line for line in scenario.output.seen if line.startswith("STARTED"))
+    started = int(started_line.split()[1])
     busy = [item for item in intervals if item["totals"]["mcall"] > 1000]
     assert len(busy) >= 6
     # Too heavy to trace exactly within 2%: the costly groups are sampled and say so.
@@ -55,12 +43,12 @@ def test_a_heavy_load_is_sampled_within_the_budget_and_estimated_from_its_window
     assert 0 < summary["sampled"]["mcall"] < 0.2
     # Each goroutine exits once: the estimate from the windows is near the count the program kept.
     exits = summary["totals"]["mcall_by_reason"].get("goexit0", 0)
-    print("goexit0 estimated", exits, "started", started, "sampled", summary["sampled"])
     assert 0.7 * started <= exits <= 1.3 * started, (exits, started, summary["sampled"])
-    # The probes cost what the budget allows (the first ~20 ms, before sampling starts, and the
-    # windows' edges aside).
-    shares = [(item["cost"]["share_of_target"], item["sampled"]) for item in busy]
-    assert all(share < 0.04 for share, _ in shares[1:]), shares
+    # The probes cost what the budget allows once sampling has begun: the load's first tens of
+    # milliseconds run at full cost until the tracer sees the target's CPU jump and measures it.
+    shares = [item["cost"]["share_of_target"] for item in busy if item["cost"]["share_of_target"] is not None]
+    assert all(share < 0.04 for share in shares[2:]), shares
+    assert sum(shares[1:]) / len(shares[1:]) < 0.03, shares
     # No measurement spans a detached gap: findRunnable's timings stay within the interval.
     for item in busy:
         for sample in item["per_p"]:
@@ -93,7 +81,7 @@ def test_cycling_really_removes_the_probes_and_leaves_none_behind(go_programs: G
         plan = build_plan(info, 8)
         sites = [probe.address + bias for probe in plan.probes]
         mcall_site = next(probe.address + bias for probe in plan.probes if probe.function == "runtime.mcall")
-        original = site_bytes(scenario.pid, sites)
+        original = first_bytes(scenario.pid, sites)
         assert 0xCC not in original
         tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", "0.2s", "--duration", "2.5s")
         tracer.wait_attached()
@@ -101,14 +89,14 @@ def test_cycling_really_removes_the_probes_and_leaves_none_behind(go_programs: G
         seen = set()
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            seen.add(site_bytes(scenario.pid, [mcall_site])[0])
+            seen.add(first_bytes(scenario.pid, [mcall_site])[0])
             time.sleep(0.002)
         code, objects = tracer.finish()
         assert code == 0, tracer.stderr
         assert summary_of(objects)["sampled"]
         # mcall's breakpoint went in and out while the trace ran, and nothing is left after it.
         assert seen == {0xCC, original[sites.index(mcall_site)]}
-        assert site_bytes(scenario.pid, sites) == original
+        assert first_bytes(scenario.pid, sites) == original
         scenario.output.wait_for("DONE", timeout=120)
         assert scenario.close() == 0
     finally:

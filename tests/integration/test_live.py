@@ -22,9 +22,10 @@ from tests.conftest import (
     run_cli,
     toolchain_or_skip,
 )
-from tests.integration.live import Scenario, Tracer, require_root_and_bcc, site_bytes, summary_of, traced_run
+from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of, traced_run
 from tracer.errors import EXIT_NO_TARGET, EXIT_PERMISSION, EXIT_UNSUPPORTED
 from tracer.probes.layout import P_COUNTER_SLICES
+from tracer.target.process import first_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -167,7 +168,7 @@ def test_attach_and_detach_twenty_times(go_programs: GoPrograms, version: str, m
         plan = build_plan(info, os.cpu_count() or 1)
         bias = load_bias(scenario.pid, info)
         sites = [probe.address + bias for probe in plan.probes]
-        original = site_bytes(scenario.pid, sites)
+        original = first_bytes(scenario.pid, sites)
         assert 0xCC not in original
         probes = LoadedProbes(plan, f"/proc/{scenario.pid}/exe", scenario.pid)
         switches = 0
@@ -175,11 +176,11 @@ def test_attach_and_detach_twenty_times(go_programs: GoPrograms, version: str, m
             before = probes.read()
             probes.attach()
             probes.set_reason_table(bias)
-            assert site_bytes(scenario.pid, sites) == [0xCC] * len(sites)  # the breakpoints are in
+            assert first_bytes(scenario.pid, sites) == [0xCC] * len(sites)  # the breakpoints are in
             time.sleep(0.05)
             after = probes.read()
             probes.detach()
-            assert site_bytes(scenario.pid, sites) == original  # and out again
+            assert first_bytes(scenario.pid, sites) == original  # and out again
             word = P_COUNTER_SLICES["switches"].start
             switches += sum(a[word] - b[word] for a, b in zip(after.per_p, before.per_p, strict=True))
             assert scenario.process.poll() is None

@@ -82,9 +82,9 @@ def test_a_sampled_group_learns_its_rate_from_its_windows_and_reattaches_with_he
     # 1% attached, the same rate: the estimate holds
     controller.observe(_step({"mcall": 10_000}, {"mcall": 0.01, "switch": 1.0, "steal": 1.0}, target=1.0))
     assert controller.full_cost["mcall"] == pytest.approx(1.0)
-    # the load falls to 15k/s: halfway down per step, then back to always attached once it
+    # the load falls to 15k/s: a quarter of the way down per step, then back to always attached once it
     # fits with room to spare
-    for _ in range(12):
+    for _ in range(20):
         attached = controller.duties["mcall"]
         controller.observe(
             _step({"mcall": round(15_000 * attached)}, {"mcall": attached, "switch": 1.0, "steal": 1.0})
@@ -189,26 +189,36 @@ def test_summary_says_how_much_of_the_trace_each_sampled_group_was_attached() ->
     assert summary.to_json()["sampled"] == pytest.approx({"mcall": 0.6})
 
 
-def test_trigger_rates_use_only_the_attached_time() -> None:
-    engine = TriggerEngine(
-        [parse_trigger("mcall>5000"), parse_trigger("steal_failure_rate>50%")], min_attempts=5
-    )
+def _sampled_window(engine: TriggerEngine, mcall_seen: int, attempts_seen: int, failures_seen: int):  # type: ignore[no-untyped-def]
+    """Ten 100 ms steps; mcall's group attached 10% of every other step, steal's 10% of each."""
     fired = None
     for step in range(10):
-        # 100 ms steps; the steal group attached 10% of each: 1 attempt seen per step (est. 10)
-        sampled = {"mcall": 0.1, "steal": 0.1} if step % 2 else {"mcall": 0.0, "steal": 0.1}
-        seen_mcall = 40 if step % 2 else 0
-        snapshot = _snapshot(0.1, round(seen_mcall / 0.1) if step % 2 else 0, 10, 6, sampled)
-        fired = engine.observe(replace(snapshot, time=100.0 + step / 10))
-    # mcall: 200 seen over 0.05 s attached = 4000/s (a plain sum of estimates would say 2000/s)
-    assert fired is not None and fired.trigger.text == "steal_failure_rate>50%"
-    assert fired.value == pytest.approx(0.6) and fired.steal_attempts == 100
-    engine = TriggerEngine([parse_trigger("mcall>3900")], min_attempts=5)
-    for step in range(10):
-        sampled = {"mcall": 0.1} if step % 2 else {"mcall": 0.0}
-        snapshot = _snapshot(0.1, 400 if step % 2 else 0, 0, 0, sampled)
-        fired = engine.observe(replace(snapshot, time=100.0 + step / 10))
+        sampled = {"mcall": 0.1 if step % 2 else 0.0, "steal": 0.1}
+        mcall = round(mcall_seen / 5 / 0.1) if step % 2 else 0
+        attempts, failures = round(attempts_seen / 10 / 0.1), round(failures_seen / 10 / 0.1)
+        snapshot = _snapshot(0.1, mcall, attempts, failures, sampled)
+        fired = engine.observe(replace(snapshot, time=100.0 + step / 10)) or fired
+    return fired
+
+
+def test_trigger_rates_use_only_the_attached_time() -> None:
+    # mcall: 200 seen over 0.05 s attached = 4000/s (a plain sum of the estimates says 2000/s);
+    # at 95% confidence at least 3446/s, so it is over 3000 and not (surely) over 3900.
+    fired = _sampled_window(TriggerEngine([parse_trigger("mcall>3000")]), 200, 0, 0)
     assert fired is not None and fired.value == pytest.approx(4000)
+    assert _sampled_window(TriggerEngine([parse_trigger("mcall>3900")]), 200, 0, 0) is None
+
+
+def test_sampled_failure_rates_fire_only_when_sure() -> None:
+    # 60% of 10 attempts seen is not surely over 50% (the Wilson bound is 31%) ...
+    trigger = [parse_trigger("steal_failure_rate>50%")]
+    assert _sampled_window(TriggerEngine(trigger, min_attempts=5), 0, 10, 6) is None
+    # ... and 60% of 1000 is (57%); the estimate of the window's attempts is what was seen
+    # over the 0.1 s the group was attached, for the whole second.
+    fired = _sampled_window(TriggerEngine(trigger, min_attempts=5), 0, 1000, 600)
+    assert fired is not None and fired.value == pytest.approx(0.6) and fired.steal_attempts == 10000
+    # all 20 seen failing is not surely over 99% either (exactly counted, it would be)
+    assert _sampled_window(TriggerEngine([parse_trigger("steal_failure_rate>99%")]), 0, 20, 20) is None
 
 
 # ---- duty cycling -------------------------------------------------------------------------------

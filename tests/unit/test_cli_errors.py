@@ -101,3 +101,15 @@ def test_kernel_thread_pid() -> None:
 def test_path_and_pid_together_or_neither() -> None:
     assert run_cli("inspect").returncode == EXIT_USAGE
     assert_one_line_error(run_cli("inspect", "/bin/true", "--pid", "1"), r"give a binary PATH or --pid")
+
+
+@pytest.mark.parametrize("budget", ["bogus", "300%", "0%"])
+def test_bad_overhead_budget(budget: str) -> None:
+    for args in (
+        ("--pid", "1", "--overhead-budget", budget),
+        ("run", "--overhead-budget", budget, "--", "/bin/true"),
+        ("demo", "--overhead-budget", budget),
+    ):
+        result = run_cli(*args)
+        assert_one_line_error(result, r"--overhead-budget .*expected a share of the target's CPU")
+        assert result.returncode == EXIT_USAGE

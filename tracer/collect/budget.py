@@ -33,6 +33,11 @@ FLOOR_SECONDS_PER_SECOND = 0.005
 # A group goes back from sampled to always attached only when it fits with this much room, so
 # that a load near the budget does not flip it every step.
 REATTACH_HEADROOM = 0.8
+# A group whose cost was measured over less attached time than this (since the load last
+# changed) is sampled at most this much: a few milliseconds of a load that has just begun can
+# understate it many times over, and a long window set from that would cost the rest.
+PROBATION_SECONDS = 0.05
+PROBATION_DUTY = 0.05
 # The shortest window worth opening: one attach and one detach cost the tracer about 0.3 ms of
 # CPU and the target two page replacements.
 MIN_WINDOW_SECONDS = 0.001
@@ -87,23 +92,29 @@ class BudgetController:
         self.duties = {group: 1.0 for group in groups}
         # Seconds of probe cost per second of attached time, by group (smoothed).
         self.full_cost: dict[str, float] = {}
+        self.measured_seconds: dict[str, float] = {}  # attached time behind full_cost
         self.allowed = FLOOR_SECONDS_PER_SECOND
 
     def _group_cost(self, hits: Mapping[str, int], group: str) -> float:
         return sum(hits.get(probe, 0) * self.hit_costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
 
-    def observe(self, step: StepMeasurement) -> dict[str, float]:
-        """Learn from a step; the duties for the next one."""
+    def observe(self, step: StepMeasurement, load_changed: bool = False) -> dict[str, float]:
+        """Learn from a step (or, with `load_changed`, from a short look at a load that has just
+        grown, which replaces what was known); the duties for the next one."""
+        if load_changed:
+            self.measured_seconds.clear()
         for group in self.groups:
             attached = step.attached_seconds.get(group, 0.0)
             if attached < MIN_WINDOW_SECONDS / 2:
                 continue  # too little seen to say anything
             measured = self._group_cost(step.probe_hits, group) / attached
-            previous = self.full_cost.get(group)
-            # Up at once (a load that grows must not run unbudgeted for long), down gently.
+            previous = None if load_changed else self.full_cost.get(group)
+            # Up at once (a load that grows must not run unbudgeted for long), down gently (a
+            # step that mixes idle time with a load that just began understates the load).
             self.full_cost[group] = (
-                measured if previous is None or measured > previous else 0.5 * previous + 0.5 * measured
+                measured if previous is None or measured > previous else 0.75 * previous + 0.25 * measured
             )
+            self.measured_seconds[group] = self.measured_seconds.get(group, 0.0) + attached
         base_cpu = 1.0
         if step.target_cpu_fraction is not None:
             # The probes' cost is charged to the target's threads: its own work is the rest.
@@ -127,6 +138,8 @@ class BudgetController:
                 remaining -= cost
                 continue
             duty = min(max(share / cost, self.min_duty), self.max_cycling_duty)
+            if self.measured_seconds.get(group, 0.0) < PROBATION_SECONDS:
+                duty = min(duty, max(PROBATION_DUTY, self.min_duty))
             duties[group] = duty
             remaining = max(remaining - duty * cost, 0.0)
         return {group: duties[group] for group in self.groups}

@@ -102,6 +102,18 @@ def probe_costs(plan: ProbePlan) -> dict[str, float]:
     }
 
 
+def hits_between(before: RawCounters, after: RawCounters) -> dict[str, int]:
+    """Each probe's hits between two reads (the overhead budget's quick look at a load)."""
+    per_p = tuple(
+        PSample(
+            p=slot,
+            **{json_name: now[_P[field]][0] - then[_P[field]][0] for json_name, field in _HIT_FIELDS},
+        )
+        for slot, (now, then) in enumerate(zip(after.per_p, before.per_p, strict=True))
+    )
+    return probe_hits(_counter_totals(per_p))
+
+
 class Collector:
     """Keeps the previous read; each new read becomes a Snapshot of the difference."""
 
@@ -171,33 +183,6 @@ class Collector:
     def last_read_ns(self) -> int:
         assert self._previous is not None, "start() first"
         return self._previous.monotonic_ns
-
-    def cpu_rate_since_last(self) -> float | None:
-        """Cores the target has used since the last snapshot (None if unknown)."""
-        if self.runtime is None or self._previous is None or self._previous_cpu is None:
-            return None
-        seconds = (time.monotonic_ns() - self._previous.monotonic_ns) / 1e9
-        cpu = self.runtime.cpu_seconds()
-        return (cpu - self._previous_cpu) / seconds if cpu is not None and seconds > 0 else None
-
-    def peek(self, raw: RawCounters) -> tuple[dict[str, int], float, float | None]:
-        """(probe hits, seconds, target CPU fraction) since the last snapshot, without ending it:
-        the overhead budget's early look at a step."""
-        assert self._previous is not None, "start() first"
-        previous = self._previous
-        per_p = tuple(
-            PSample(
-                p=slot,
-                **{json_name: after[_P[field]][0] - before[_P[field]][0] for json_name, field in _HIT_FIELDS},
-            )
-            for slot, (after, before) in enumerate(zip(raw.per_p, previous.per_p, strict=True))
-        )
-        seconds = (raw.monotonic_ns - previous.monotonic_ns) / 1e9
-        cpu = self.runtime.cpu_seconds() if self.runtime else None
-        fraction = None
-        if cpu is not None and self._previous_cpu is not None and seconds > 0:
-            fraction = (cpu - self._previous_cpu) / seconds
-        return probe_hits(_counter_totals(per_p)), seconds, fraction
 
     def next(self, raw: RawCounters, coverage: dict[str, float] | None = None) -> Snapshot:
         """The snapshot since the last one. `coverage`: for each probe group the overhead budget

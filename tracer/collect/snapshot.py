@@ -91,7 +91,10 @@ class PSample:
 
     @property
     def steal_failure_rate(self) -> float | None:
-        return self.steal_failures / self.steal_attempts if self.steal_attempts else None
+        """Failed over the attempts whose result was seen: all of them when counting is exact;
+        under the budget's sampling, an attempt whose window closed before it returned has none."""
+        outcomes = self.steal_successes + self.steal_failures
+        return self.steal_failures / outcomes if outcomes else None
 
     @property
     def findrunnable_mean_ns(self) -> float | None:

@@ -52,3 +52,15 @@ def load_bias(
         if time.monotonic() >= deadline:
             raise NoTarget(f"pid {pid}: its executable is not mapped")
         time.sleep(0.002)
+
+
+def first_bytes(pid: int, addresses: list[int]) -> list[int]:
+    """The first byte of the instruction at each runtime address in the process, as it is now
+    (0xCC where a uprobe's breakpoint is in): how the tests and the stress script see probes go
+    in and out."""
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        values = []
+        for address in addresses:
+            memory.seek(address)
+            values.append(memory.read(1)[0])
+        return values
