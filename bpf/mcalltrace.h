@@ -64,6 +64,12 @@ struct mct_global_counters {
 #define MCT_GROUP_STEAL 2  /* runtime.runqsteal and its RETs */
 #define MCT_GROUPS 3
 
+/* Hits per probe group, summed over CPUs by user space: what the overhead budget reads every
+ * 20 ms, in one lookup, to see a load grow before the interval ends. */
+struct mct_group_hits {
+    __u64 hits[MCT_GROUPS];
+};
+
 /* uprobe_multi cookies: which probe site of its group's link a hit is at. */
 #define MCT_SITE_MCALL 1
 #define MCT_SITE_GOGO 2

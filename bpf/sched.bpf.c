@@ -35,6 +35,7 @@ BPF_HASH(thread_m, u32, u32, 16384);
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
 /* Event-level detail: on only while a capture window is open (one array lookup otherwise). */
 BPF_ARRAY(detail_enabled, u32, 1);
+BPF_PERCPU_ARRAY(group_hits, struct mct_group_hits, 1);
 /* Bumped by user space before each attach of a probe group (see MCT_GROUP_*). */
 BPF_ARRAY(group_generation, u32, MCT_GROUPS);
 BPF_RINGBUF_OUTPUT(events, 1024); /* pages: 4 MB, about 100k events */
@@ -113,6 +114,14 @@ static __always_inline void remember_p_address(u32 p_id, u64 p)
         slot->address = p;
 }
 
+static __always_inline void count_group_hit(int group)
+{
+    int zero = 0;
+    struct mct_group_hits *hits = group_hits.lookup(&zero);
+    if (hits && group < MCT_GROUPS)
+        INC(hits->hits[group]);
+}
+
 static __always_inline u32 generation_of(int group)
 {
     u32 *generation = group_generation.lookup(&group);
@@ -162,6 +171,7 @@ static __always_inline u32 log2_bucket(u64 value)
 /* runtime.mcall(fn func(*g)): RAX is the funcval, R14 the goroutine giving up its M. */
 int on_mcall(struct pt_regs *ctx)
 {
+    count_group_hit(MCT_GROUP_MCALL);
     struct current cur = {};
     current_of(ctx->r14, &cur, 0);
     struct mct_p_counters *counters = counters_of(cur.p_id);
@@ -338,13 +348,33 @@ static __always_inline int runqsteal_ret_hit(struct pt_regs *ctx)
 /* Entry points. With uprobe_multi links each group is one link, so that its probes go in and out
  * together; the cookie of the probe site that was hit says which function it is in. Perf-event
  * uprobes (kernels before 6.6) attach each site to its own entry point instead. */
-int on_gogo(struct pt_regs *ctx) { return gogo_hit(ctx); }
-int on_findrunnable(struct pt_regs *ctx) { return findrunnable_hit(ctx); }
-int on_runqsteal(struct pt_regs *ctx) { return runqsteal_hit(ctx); }
-int on_runqsteal_ret(struct pt_regs *ctx) { return runqsteal_ret_hit(ctx); }
+int on_gogo(struct pt_regs *ctx)
+{
+    count_group_hit(MCT_GROUP_SWITCH);
+    return gogo_hit(ctx);
+}
+
+int on_findrunnable(struct pt_regs *ctx)
+{
+    count_group_hit(MCT_GROUP_SWITCH);
+    return findrunnable_hit(ctx);
+}
+
+int on_runqsteal(struct pt_regs *ctx)
+{
+    count_group_hit(MCT_GROUP_STEAL);
+    return runqsteal_hit(ctx);
+}
+
+int on_runqsteal_ret(struct pt_regs *ctx)
+{
+    count_group_hit(MCT_GROUP_STEAL);
+    return runqsteal_ret_hit(ctx);
+}
 
 int on_switch_group(struct pt_regs *ctx)
 {
+    count_group_hit(MCT_GROUP_SWITCH);
     if (bpf_get_attach_cookie(ctx) == MCT_SITE_FINDRUNNABLE)
         return findrunnable_hit(ctx);
     return gogo_hit(ctx);
@@ -352,6 +382,7 @@ int on_switch_group(struct pt_regs *ctx)
 
 int on_steal_group(struct pt_regs *ctx)
 {
+    count_group_hit(MCT_GROUP_STEAL);
     if (bpf_get_attach_cookie(ctx) == MCT_SITE_RUNQSTEAL_RET)
         return runqsteal_ret_hit(ctx);
     return runqsteal_hit(ctx);

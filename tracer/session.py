@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tracer.collect.budget import BudgetController, StepMeasurement
-from tracer.collect.collector import Collector, hits_between
+from tracer.collect.budget import GROUP_PROBES, BudgetController, StepMeasurement
+from tracer.collect.collector import Collector
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
@@ -31,8 +31,7 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
-_LOOK_EVERY_SECONDS = 0.02  # how often the budget checks the target's CPU for a growing load
-_LOOK_SPAN_SECONDS = 0.005  # how long it then measures the hit rates (at full cost, so briefly)
+_LOOK_EVERY_SECONDS = 0.02  # how often the budget looks at the always-attached groups' hits
 
 
 @dataclass(frozen=True)
@@ -162,9 +161,12 @@ class LiveSource:
         # (for `run`, before the program's first instruction).
         self.collector.start(baseline if baseline is not None else self.probes.read())
         self._attached_ns = attached_ns
-        self._last_look: tuple[float, float | None] | None = (
-            (time.monotonic(), self.runtime.cpu_seconds()) if self.runtime is not None else None
-        )
+        self._last_look: tuple[int, dict[str, int]] | None = None
+        # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
+        self._group_hit_cost = {
+            group: max(self.collector.costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
+            for group in self.probes.groups
+        }
         self._p_addresses = self._find_ps()
         self._progress_at_start = self._progress()
         if options.overhead_budget is not None:
@@ -281,21 +283,20 @@ class LiveSource:
                 origin_ns=time.monotonic_ns(),
                 progress=self._progress,
                 progress_at_attach=previous_progress,
+                hit_counts=self.probes.read_group_hits,
             )
             self.cycler.start()
         previous_ns = self.collector.last_read_ns
-        previous_cpu_rate: float | None = None
-        first_look = True
         tick = 0
         while True:
             tick += 1
             deadline = start + tick * step
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
-            # The budget's early looks, while some group is always attached: 20 ms into the first
-            # step, then every 20 ms, a look at the target's CPU; if it jumped, the counters, so
-            # that a load that grows is sampled within tens of milliseconds, not at the next step.
-            look_at = start + (tick - 1) * step + min(0.02, step / 4)
+            # While some group is always attached, the budget looks at the groups' hit counts every
+            # 20 ms (one map lookup), so that a load that grows is sampled within tens of
+            # milliseconds, not at the next step.
+            look_at = time.monotonic()
             ended = None
             while ended is None:
                 remaining = deadline - time.monotonic()
@@ -303,8 +304,7 @@ class LiveSource:
                     duty >= 1.0 for duty in self.controller.duties.values()
                 )
                 if look and time.monotonic() >= look_at:
-                    previous_cpu_rate = self._early_look(previous_cpu_rate, first=first_look)
-                    first_look = False
+                    self._look()
                     look_at = time.monotonic() + _LOOK_EVERY_SECONDS
                 wait = min(max(remaining, 0), 0.1)
                 if look:
@@ -327,7 +327,6 @@ class LiveSource:
             previous_progress = progress
             previous_ns_for_budget, previous_ns = previous_ns, raw.monotonic_ns
             if self.controller is not None and self.cycler is not None:
-                previous_cpu_rate = snapshot.cost.target_cpu_fraction
                 attached = self._coverage(previous_ns_for_budget, raw.monotonic_ns)
                 self.cycler.set_duties(self.controller.observe(self._measurement(snapshot, attached)))
                 if self.cycler.errors and ended is None and not self._target_gone():
@@ -382,59 +381,40 @@ class LiveSource:
         }
 
     def _measurement(self, snapshot: Snapshot, coverage: dict[str, float]) -> StepMeasurement:
+        window_costs = {}
+        if self.cycler is not None:
+            end_ns = self.collector.last_read_ns
+            start_ns = end_ns - int(snapshot.duration * 1e9)
+            for group in self.probes.groups:
+                windows = self.cycler.window_hits(group, start_ns, end_ns)
+                if windows is not None and windows[1] >= 0.0005:
+                    window_costs[group] = windows[0] * self._group_hit_cost[group] / windows[1]
         return StepMeasurement(
             duration=snapshot.duration,
             probe_hits=snapshot.probe_hits,
             attached_seconds={group: share * snapshot.duration for group, share in coverage.items()},
             target_cpu_fraction=snapshot.cost.target_cpu_fraction,
             probe_cpu_fraction=snapshot.cost.cpu_fraction,
+            window_costs=window_costs,
         )
 
-    def _recent_cpu_rate(self) -> float | None:
-        """Cores the target used since the previous look (not since the step began: a load that
-        grows late in a long step would take most of the step to show in that)."""
-        if self.runtime is None:
-            return None
-        now, cpu = time.monotonic(), self.runtime.cpu_seconds()
-        last, self._last_look = self._last_look, (now, cpu)
-        if cpu is None or last is None or last[1] is None or now - last[0] < 0.01:
-            return None
-        return (cpu - last[1]) / (now - last[0])
-
-    def _early_look(self, previous_cpu_rate: float | None, first: bool) -> float | None:
-        """Part way into a step: if the target's CPU use jumped (or at the first step), measure
-        the always-attached groups' hit rates over a short span and let the budget sample what
-        is already over it. Returns the CPU rate later looks compare with: the one seen if the
-        counters were read, else the one given."""
-        assert self.controller is not None and self.cycler is not None
-        cpu_rate = self._recent_cpu_rate()
-        jumped = cpu_rate is not None and (
-            previous_cpu_rate is None or cpu_rate > 1.5 * previous_cpu_rate + 0.05
-        )
-        if not (first or jumped):
-            return previous_cpu_rate
-        # The rate now, not since the step began: a load that just started would be diluted by
-        # the idle part before it, and the windows set from it too long.
-        before = self.probes.read()
-        time.sleep(_LOOK_SPAN_SECONDS)
-        after = self.probes.read()
-        seconds = (after.monotonic_ns - before.monotonic_ns) / 1e9
-        hits = hits_between(before, after)
-        coverage = self._coverage(before.monotonic_ns, after.monotonic_ns)
-        probe_seconds = sum(hits.get(probe, 0) * cost for probe, cost in self.collector.costs.items())
-        self.cycler.set_duties(
-            self.controller.observe(
-                StepMeasurement(
-                    duration=seconds,
-                    probe_hits=hits,
-                    attached_seconds={group: share * seconds for group, share in coverage.items()},
-                    target_cpu_fraction=cpu_rate,
-                    probe_cpu_fraction=probe_seconds / seconds if seconds > 0 else 0.0,
-                ),
-                load_changed=jumped,
-            )
-        )
-        return cpu_rate
+    def _look(self) -> None:
+        """The budget's quick look: each always-attached group's cost since the previous look."""
+        assert self.controller is not None
+        now_ns, hits = time.monotonic_ns(), self.probes.read_group_hits()
+        last, self._last_look = self._last_look, (now_ns, hits)
+        if last is None or now_ns - last[0] < 5_000_000:
+            return
+        seconds = (now_ns - last[0]) / 1e9
+        attached = self._coverage(last[0], now_ns)
+        costs = {
+            group: (hits[group] - last[1][group]) * self._group_hit_cost[group] / seconds
+            for group in self.probes.groups
+            if attached.get(group, 0.0) >= 0.999
+        }
+        duties = self.controller.look(costs, seconds)
+        if duties is not None and self.cycler is not None:
+            self.cycler.set_duties(duties)
 
     def close(self) -> None:
         if self.cycler is not None:

@@ -19,6 +19,7 @@ STRUCTS = {
     "mct_p_address": layout.PAddress,
     "mct_event": layout.Event,
     "mct_stack_key": layout.StackKey,
+    "mct_group_hits": layout.GroupHits,
 }
 CONSTANTS = {
     "MCT_REASONS": layout.REASONS,

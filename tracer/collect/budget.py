@@ -12,7 +12,7 @@ exact.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracer.errors import EXIT_USAGE, TracerError
 
@@ -70,6 +70,9 @@ class StepMeasurement:
     attached_seconds: Mapping[str, float]  # by group
     target_cpu_fraction: float | None  # cores the target used, probes included
     probe_cpu_fraction: float  # cores its probes cost (estimated)
+    # By group: CPU-seconds of probes per second attached, measured over its windows alone
+    # (preferred: a step that began at full cost while idle would understate a load).
+    window_costs: Mapping[str, float] = field(default_factory=dict)
 
 
 class BudgetController:
@@ -107,7 +110,9 @@ class BudgetController:
             attached = step.attached_seconds.get(group, 0.0)
             if attached < MIN_WINDOW_SECONDS / 2:
                 continue  # too little seen to say anything
-            measured = self._group_cost(step.probe_hits, group) / attached
+            measured = step.window_costs.get(group)
+            if measured is None:
+                measured = self._group_cost(step.probe_hits, group) / attached
             previous = None if load_changed else self.full_cost.get(group)
             # Up at once (a load that grows must not run unbudgeted for long), down gently (a
             # step that mixes idle time with a load that just began understates the load).
@@ -120,6 +125,28 @@ class BudgetController:
             # The probes' cost is charged to the target's threads: its own work is the rest.
             base_cpu = max(step.target_cpu_fraction - step.probe_cpu_fraction, 0.0)
         self.allowed = max(self.budget * base_cpu, FLOOR_SECONDS_PER_SECOND)
+        self.duties = self._allocate()
+        return dict(self.duties)
+
+    def look(self, costs: Mapping[str, float], seconds: float) -> dict[str, float] | None:
+        """A quick look between steps at the always-attached groups: `costs` are their probes'
+        CPU-seconds per second over the last `seconds`. A group whose cost has grown past what
+        the budget allows it is sampled at once (on probation: its cost is known from a short
+        span only); the new duties, or None if nothing changes."""
+        grown = False
+        for group, cost in costs.items():
+            if self.duties.get(group, 0.0) < 1.0 or cost <= self.full_cost.get(group, 0.0):
+                continue
+            self.full_cost[group] = cost
+            grown = True
+        if not grown:
+            return None
+        duties = self._allocate()
+        if duties == self.duties:
+            return None
+        for group in self.groups:
+            if duties[group] < 1.0 <= self.duties[group]:
+                self.measured_seconds[group] = seconds  # a new load: known from this span only
         self.duties = self._allocate()
         return dict(self.duties)
 

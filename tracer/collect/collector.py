@@ -35,16 +35,6 @@ _SCALARS = (
     ("victim_attempts", "victim_attempts"),
     ("migrations", "migrations"),
 )
-# The counters from which probe_hits() derives each probe's hits.
-_HIT_FIELDS = (
-    ("mcall", "mcalls"),
-    ("switches", "switches"),
-    ("findrunnable", "findrunnable"),
-    ("steal_attempts", "steal_attempts"),
-    ("steal_successes", "steal_successes"),
-    ("steal_failures", "steal_failures"),
-    ("migrations", "migrations"),
-)
 
 
 def short_name(function: str) -> str:
@@ -100,18 +90,6 @@ def probe_costs(plan: ProbePlan) -> dict[str, float]:
         ),
         "sched_migrate_task": TRACEPOINT_HIT_SECONDS,
     }
-
-
-def hits_between(before: RawCounters, after: RawCounters) -> dict[str, int]:
-    """Each probe's hits between two reads (the overhead budget's quick look at a load)."""
-    per_p = tuple(
-        PSample(
-            p=slot,
-            **{json_name: now[_P[field]][0] - then[_P[field]][0] for json_name, field in _HIT_FIELDS},
-        )
-        for slot, (now, then) in enumerate(zip(after.per_p, before.per_p, strict=True))
-    )
-    return probe_hits(_counter_totals(per_p))
 
 
 class Collector:

@@ -51,15 +51,18 @@ class DutyCycler:
         origin_ns: int,
         progress: Callable[[], Progress | None] | None = None,
         progress_at_attach: Progress | None = None,
+        hit_counts: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         """`groups` are attached already, since `attached_since_ns` (when `progress` read
         `progress_at_attach`); steps start at `origin_ns`. `progress` reads the target's Ps'
-        schedticks, so that each window's share is measured in the program's own progress."""
+        schedticks, so that each window's share is measured in the program's own progress;
+        `hit_counts` the groups' hits so far, so that each window's hit rate is known."""
         self.probes = probes
         self.groups = groups
         self.step_ns = int(step_seconds * 1e9)
         self.origin_ns = origin_ns
         self.progress = progress
+        self.hit_counts = hit_counts
         self._lock = threading.Lock()
         # group -> [_Span, ...], oldest first
         self._timeline: dict[str, list[_Span]] = {
@@ -139,6 +142,21 @@ class DutyCycler:
                 seen += progress_between(ticks_in, ticks_out) * overlap / (out_ns - span.attached_ns)
         return min(1.0, seen / total)
 
+    def window_hits(self, group: str, start_ns: int, end_ns: int) -> tuple[int, float] | None:
+        """(hits, seconds) of the group's windows that closed between two instants: its hit
+        rate while attached, free of any idle time a longer span would mix in; None if none."""
+        hits, seconds = 0, 0.0
+        with self._lock:
+            for span in self._timeline[group]:
+                closed = span.detached_ns
+                if closed is None or not start_ns < closed <= end_ns:
+                    continue
+                if span.hits_in is None or span.hits_out is None:
+                    continue
+                hits += span.hits_out - span.hits_in
+                seconds += (closed - span.attached_ns) / 1e9
+        return (hits, seconds) if seconds > 0 else None
+
     def stop(self) -> None:
         """Stop cycling and wait for the threads (each detaches its group if it is in a window)."""
         self._stop.set()
@@ -156,14 +174,21 @@ class DutyCycler:
     def _read_progress(self) -> Progress | None:
         return self.progress() if self.progress is not None else None
 
+    def _read_hits(self, group: str) -> int | None:
+        return self.hit_counts()[group] if self.hit_counts is not None else None
+
     def _attach(self, group: str) -> None:
         attached_at = self.probes.attach_group(group)
         progress = self._read_progress()
+        hits = self._read_hits(group)
         with self._lock:
-            self._timeline[group].append(_Span(attached_at, progress))
+            span = _Span(attached_at, progress)
+            span.hits_in = hits
+            self._timeline[group].append(span)
 
     def _detach(self, group: str) -> None:
         progress = self._read_progress()
+        hits = self._read_hits(group)
         # The span closes when the breakpoints go out: detach_group takes the time before the
         # grace period it then waits out.
         removed_at = self.probes.detach_group(group)
@@ -171,6 +196,7 @@ class DutyCycler:
             span = self._timeline[group][-1]
             span.detached_ns = removed_at
             span.progress_out = progress
+            span.hits_out = hits
 
     def _run(self, group: str) -> None:
         _prefer_this_thread()
@@ -236,13 +262,15 @@ def _prefer_this_thread() -> None:
 class _Span:
     """One stretch of time a group was attached, with the Ps' progress at its ends."""
 
-    __slots__ = ("attached_ns", "detached_ns", "progress_in", "progress_out")
+    __slots__ = ("attached_ns", "detached_ns", "hits_in", "hits_out", "progress_in", "progress_out")
 
     def __init__(self, attached_ns: int, progress_in: Progress | None) -> None:
         self.attached_ns = attached_ns
         self.detached_ns: int | None = None
         self.progress_in = progress_in
         self.progress_out: Progress | None = None
+        self.hits_in: int | None = None  # the group's hits so far, as the window opened
+        self.hits_out: int | None = None
 
     def overlap_ns(self, start_ns: int, end_ns: int) -> int:
         until = end_ns if self.detached_ns is None else min(self.detached_ns, end_ns)

@@ -52,6 +52,11 @@ GROUP_STEAL = 2
 GROUPS = 3
 GROUP_NAMES = ("mcall", "switch", "steal")  # index: MCT_GROUP_*
 
+
+class GroupHits(ctypes.Structure):
+    _fields_ = [("hits", u64 * GROUPS)]
+
+
 SITE_MCALL = 1
 SITE_GOGO = 2
 SITE_FINDRUNNABLE = 3

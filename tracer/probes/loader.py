@@ -110,6 +110,7 @@ class LoadedProbes:
                 "m_state",
                 "thread_m",
                 "group_generation",
+                "group_hits",
             )
         }
 
@@ -347,6 +348,11 @@ class LoadedProbes:
         if self._ncpu == 1:
             return tuple(flat)
         return tuple(sum(flat[word::words]) for word in range(words))
+
+    def read_group_hits(self) -> dict[str, int]:
+        """Hits so far per probe group (one lookup: cheap enough to read every 20 ms)."""
+        words = self._percpu_words(self._tables["group_hits"], 0, layout.GROUPS)
+        return dict(zip(layout.GROUP_NAMES, words, strict=True))
 
     def read_p_addresses(self) -> dict[int, int]:
         """P id -> runtime.p address, as the probes have seen them."""
