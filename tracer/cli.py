@@ -113,6 +113,13 @@ def trace_options(function):  # type: ignore[no-untyped-def]
             "--pprof-url", help="The target's net/http/pprof base URL (http://127.0.0.1:6060/debug/pprof)."
         ),
         OVERHEAD_BUDGET_OPTION,
+        click.option(
+            "--prometheus",
+            "prometheus",
+            metavar="[HOST:]PORT",
+            help="Serve the trace's totals and state for Prometheus at http://HOST:PORT/metrics "
+            "(HOST defaults to 127.0.0.1).",
+        ),
     )
     for option in reversed(options):
         function = option(function)
@@ -141,11 +148,19 @@ def _record_options(options: dict[str, object]) -> RecordOptions:
 )
 @click.version_option(__version__, prog_name="mcalltrace")
 @click.option("--pid", type=int, help="Trace this running Go process.")
+@click.option(
+    "--follow-exe",
+    type=click.Path(dir_okay=False),
+    help="Headless daemon: trace the newest process running PATH, and its successor when it restarts.",
+)
+@click.option("--comm", help="Headless daemon: like --follow-exe, for the newest process named NAME.")
 @trace_options
 @click.pass_context
 def cli(
     ctx: click.Context,
     pid: int | None,
+    follow_exe: str | None,
+    comm: str | None,
     interval: float,
     duration: float | None,
     no_ui: bool,
@@ -161,6 +176,27 @@ def cli(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if follow_exe is not None or comm is not None:
+        if pid is not None or (follow_exe is not None and comm is not None):
+            raise TracerError("give one of --pid, --follow-exe and --comm", EXIT_USAGE)
+        if record["record"] is not None or record["triggers"] or duration is not None:
+            raise TracerError(
+                "--follow-exe and --comm run until stopped, without --record, --trigger or --duration",
+                EXIT_USAGE,
+            )
+        from tracer.livecmd import follow_live
+
+        sys.exit(
+            follow_live(
+                exe=follow_exe,
+                comm=comm,
+                interval=interval,
+                no_ui=True,
+                as_json=as_json,
+                overhead_budget=parse_budget(str(record["overhead_budget"])),
+                prometheus=record["prometheus"],  # type: ignore[arg-type]
+            )
+        )
     if pid is None:
         click.echo(ctx.get_help())
         return
@@ -174,6 +210,7 @@ def cli(
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
+            prometheus=record.pop("prometheus"),  # type: ignore[arg-type]
             recording=_record_options(record),
         )
     )
@@ -205,6 +242,7 @@ def run(
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
+            prometheus=record.pop("prometheus"),  # type: ignore[arg-type]
             recording=_record_options(record),
         )
     )

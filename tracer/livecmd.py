@@ -83,6 +83,7 @@ def trace_live(
     no_ui: bool = False,
     as_json: bool = False,
     overhead_budget: float | None = 0.02,
+    prometheus: str | None = None,
     recording: RecordOptions | None = None,
 ) -> int:
     from tracer.capture import CaptureManager, CaptureSettings
@@ -98,8 +99,18 @@ def trace_live(
     )
     # `run` leaves stdout to the program; mcalltrace's own output goes to stderr then.
     stream = sys.stderr if argv is not None else sys.stdout
+    exporter = None
+    if prometheus is not None:
+        from tracer.sinks.prometheus import PrometheusSink
+
+        exporter = PrometheusSink(prometheus)  # listening before the attach: a bad address fails fast
     with _StopOnSignals() as stop:
-        source = open_live(options, pid=pid, argv=argv)
+        try:
+            source = open_live(options, pid=pid, argv=argv)
+        except BaseException:
+            if exporter is not None:
+                exporter.stop()
+            raise
         code = 0
         try:
             if getattr(source, "budget_note", ""):
@@ -108,6 +119,12 @@ def trace_live(
             sinks = choose_sinks(stop, no_ui, as_json, stream, threshold)
             if recording.record is not None:
                 sinks.append(RecorderSink(recording.record, {"tool": "mcalltrace", **recording.extra}))
+            if exporter is not None:
+                sinks.append(exporter)
+                print(
+                    f"mcalltrace: serving metrics at http://{exporter.host}:{exporter.port}/metrics",
+                    file=sys.stderr,
+                )
             watchers = []
             if triggers:
                 directory = recording.capture_dir or (
@@ -133,7 +150,72 @@ def trace_live(
         finally:
             if source.program is not None:
                 code = _exit_code(source.program.stop())
+            if exporter is not None:
+                exporter.stop()
         return code
+
+
+def follow_live(
+    *,
+    exe: str | None,
+    comm: str | None,
+    interval: float = 1.0,
+    no_ui: bool = True,
+    as_json: bool = False,
+    overhead_budget: float | None = 0.02,
+    prometheus: str | None = None,
+) -> int:
+    """The headless daemon: trace the newest process running `exe` (or named `comm`), and when
+    it exits, wait for the next one and trace that, until stopped. One line on stderr per attach
+    and per detach; a Prometheus endpoint, if asked for, stays up throughout."""
+    from tracer.errors import TracerError
+    from tracer.session import TraceOptions, open_live, run_session
+    from tracer.target.finder import find_process, follow_target
+
+    match = follow_target(exe, comm)
+    options = TraceOptions(interval=interval, overhead_budget=overhead_budget)
+    exporter = None
+    if prometheus is not None:
+        from tracer.sinks.prometheus import PrometheusSink
+
+        exporter = PrometheusSink(prometheus)
+        _say(f"serving metrics at http://{exporter.host}:{exporter.port}/metrics")
+    refused: set[int] = set()  # processes that matched but cannot be traced (one line each)
+    waiting_said = False
+    try:
+        with _StopOnSignals() as stop:
+            sinks = choose_sinks(stop, no_ui, as_json, sys.stdout)
+            if exporter is not None:
+                sinks.append(exporter)
+            while not stop.is_set():
+                pid = find_process(match, exclude=refused)
+                if pid is None:
+                    if not waiting_said:
+                        _say(f"waiting for {match.describe()}")
+                        waiting_said = True
+                    stop.wait(_FOLLOW_POLL_SECONDS)
+                    continue
+                waiting_said = False
+                try:
+                    source = open_live(options, pid=pid)
+                except TracerError as err:
+                    _say(f"pid {pid}: not traced: {err}")
+                    refused.add(pid)
+                    continue
+                _say(f"attached to pid {pid} ({source.info.binary})")
+                _summary, reason = run_session(source, sinks, stop, options.steps_per_interval)
+                _say(f"detached from pid {pid}: {reason}")
+    finally:
+        if exporter is not None:
+            exporter.stop()
+    return 0
+
+
+_FOLLOW_POLL_SECONDS = 0.5  # how often the daemon looks for its next target
+
+
+def _say(line: str) -> None:
+    print(f"mcalltrace: {line}", file=sys.stderr, flush=True)
 
 
 def replay(path: Path, speed: float, no_ui: bool, as_json: bool) -> int:

@@ -32,6 +32,7 @@ from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
 _LOOK_EVERY_SECONDS = 0.02  # how often the budget looks at the always-attached groups' hits
+_LOOK_WHEN_IDLE_SECONDS = 0.1  # ... while they cost next to nothing
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class LiveSource:
             group: max(self.collector.costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
             for group in self.probes.groups
         }
-        self._p_addresses = self._find_ps()
+        self._p_addresses = self.runtime.p_addresses(self.probes.read_p_addresses())
         self._progress_at_start = self._progress()
         if options.overhead_budget is not None:
             if self.probes.uses_links:
@@ -298,29 +299,34 @@ class LiveSource:
             # milliseconds, not at the next step.
             look_at = time.monotonic()
             ended = None
+            checked_at = time.monotonic()
             while ended is None:
                 remaining = deadline - time.monotonic()
                 look = self.controller is not None and any(
                     duty >= 1.0 for duty in self.controller.duties.values()
                 )
                 if look and time.monotonic() >= look_at:
-                    self._look()
-                    look_at = time.monotonic() + _LOOK_EVERY_SECONDS
+                    look_at = time.monotonic() + self._look()
                 wait = min(max(remaining, 0), 0.1)
                 if look:
                     wait = min(wait, max(look_at - time.monotonic(), 0))
                 if stop.wait(timeout=wait):
                     ended = "stopped"
-                elif self._target_gone():
-                    ended = "target exited"
                 elif remaining <= 0:
                     break
+                elif time.monotonic() - checked_at >= 0.1:  # the looks need not check this
+                    checked_at = time.monotonic()
+                    if self._target_gone():
+                        ended = "target exited"
+            if ended is None and self._target_gone():
+                ended = "target exited"
             if self.runtime is not None and ended is None:
                 with contextlib.suppress(TargetExited):
                     self.probes.register_threads(self.runtime.thread_ids())
-                    if self.controller is not None:
-                        self._p_addresses = self._find_ps()
             raw = self.probes.read()
+            if self.controller is not None and self.runtime is not None:
+                with contextlib.suppress(TargetExited):
+                    self._p_addresses = self.runtime.p_addresses(raw.p_addresses)
             progress = self._progress()
             coverage = self._shares_of_work(previous_ns, raw.monotonic_ns, previous_progress, progress)
             snapshot = self.collector.next(raw, coverage)
@@ -340,14 +346,6 @@ class LiveSource:
                 return
 
     # ---- the overhead budget -------------------------------------------------------------------
-
-    def _find_ps(self) -> dict[int, int]:
-        if self.runtime is None:
-            return {}
-        try:
-            return self.runtime.p_addresses(self.probes.read_p_addresses())
-        except TargetExited:
-            return {}
 
     def _progress(self) -> dict[int, int] | None:
         """The Ps' schedticks (how far the program got), or None if they cannot be read."""
@@ -398,13 +396,15 @@ class LiveSource:
             window_costs=window_costs,
         )
 
-    def _look(self) -> None:
-        """The budget's quick look: each always-attached group's cost since the previous look."""
+    def _look(self) -> float:
+        """The budget's quick look: each always-attached group's cost since the previous look.
+        Returns the seconds until the next: 20 ms while the probes cost more than a tenth of
+        what the budget allows, else 100 ms (an idle target is not worth fifty looks a second)."""
         assert self.controller is not None
         now_ns, hits = time.monotonic_ns(), self.probes.read_group_hits()
         last, self._last_look = self._last_look, (now_ns, hits)
         if last is None or now_ns - last[0] < 5_000_000:
-            return
+            return _LOOK_EVERY_SECONDS
         seconds = (now_ns - last[0]) / 1e9
         attached = self._coverage(last[0], now_ns)
         costs = {
@@ -415,6 +415,8 @@ class LiveSource:
         duties = self.controller.look(costs, seconds)
         if duties is not None and self.cycler is not None:
             self.cycler.set_duties(duties)
+        busy = sum(costs.values()) > 0.1 * self.controller.allowed
+        return _LOOK_EVERY_SECONDS if busy else _LOOK_WHEN_IDLE_SECONDS
 
     def close(self) -> None:
         if self.cycler is not None:

@@ -113,3 +113,23 @@ def test_bad_overhead_budget(budget: str) -> None:
         result = run_cli(*args)
         assert_one_line_error(result, r"--overhead-budget .*expected a share of the target's CPU")
         assert result.returncode == EXIT_USAGE
+
+
+def test_follow_finds_the_newest_matching_process(tmp_path: Path) -> None:
+    from tracer.target.finder import find_process, follow_target
+
+    sleeper = shutil.which("sleep")
+    assert sleeper is not None
+    first = subprocess.Popen([sleeper, "30"])
+    second = subprocess.Popen([sleeper, "30"])
+    try:
+        by_exe = follow_target(sleeper, None)
+        assert find_process(by_exe) == second.pid
+        assert find_process(by_exe, exclude={second.pid}) == first.pid
+        assert find_process(follow_target(None, "sleep")) == second.pid
+        assert find_process(follow_target(str(tmp_path / "nothing"), None)) is None
+    finally:
+        first.kill()
+        second.kill()
+        first.wait()
+        second.wait()

@@ -1,0 +1,138 @@
+"""The Prometheus endpoint on a live trace: scraped over loopback while the trace runs, its
+series agree with the same run's JSON summary."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ALL_VERSIONS, GoPrograms
+from tests.integration.live import ROOT, LineReader, Scenario, Tracer, require_root_and_bcc, summary_of
+
+pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@pytest.fixture(autouse=True)
+def _root_and_bcc() -> None:
+    require_root_and_bcc()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_scraped_series_agree_with_the_json_summary(go_programs: GoPrograms) -> None:
+    binary = go_programs.build(ALL_VERSIONS[-1], "default")
+    port = _free_port()
+    scenario = Scenario(binary, "-scenario", "exits", "-n", "2000", env={"GOMAXPROCS": "4"})
+    tracer = Tracer(
+        "--pid",
+        str(scenario.pid),
+        "--json",
+        "--interval",
+        "0.25s",
+        "--overhead-budget",
+        "none",
+        "--prometheus",
+        f"127.0.0.1:{port}",
+    )
+    try:
+        header = tracer.wait_attached()
+        scenario.send("GO")
+        scenario.output.wait_for("DONE", timeout=120)
+        time.sleep(0.8)  # the goroutines' exits are in delivered intervals
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert scenario.close() == 0
+        code, objects = tracer.finish()
+    finally:
+        scenario.kill()
+        tracer.kill()
+    assert code == 0, tracer.stderr
+    summary = summary_of(objects)
+    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    assert samples and all(
+        sample.labels["pid"] == str(scenario.pid) and sample.labels["binary"] == header["binary"]
+        for sample in samples
+    )
+    exits = {
+        sample.labels["p"]: sample.value
+        for sample in samples
+        if sample.name == "go_sched_mcalls_total" and sample.labels["reason"] == "goexit0"
+    }
+    # Every goroutine exited before the scrape, and none after it: the same counts, per P.
+    expected = {
+        str(item["p"]): item["mcall_by_reason"]["goexit0"]
+        for item in summary["per_p"]
+        if item["mcall_by_reason"].get("goexit0")
+    }
+    assert {p: count for p, count in exits.items() if p != "none"} == expected
+    assert 2000 <= sum(exits.values()) <= 2020
+    (gomaxprocs,) = [sample.value for sample in samples if sample.name == "go_sched_gomaxprocs"]
+    assert gomaxprocs == 4
+    switches = sum(sample.value for sample in samples if sample.name == "go_sched_switches_total")
+    assert 0 < switches <= summary["totals"]["switches"]
+    assert any(sample.name == "go_sched_p_runqueue_length" for sample in samples)
+
+
+def test_the_daemon_follows_its_target_across_restarts(go_programs: GoPrograms) -> None:
+    binary = go_programs.build(ALL_VERSIONS[-1], "default")
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tracer.cli",
+            "--follow-exe",
+            str(binary),
+            "--json",
+            "--interval",
+            "0.25s",
+            "--prometheus",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert daemon.stderr is not None
+    log = LineReader(daemon.stderr)
+    targets = []
+    try:
+        assert log.next(60) == f"mcalltrace: serving metrics at http://127.0.0.1:{port}/metrics"
+        assert log.next(60) == f"mcalltrace: waiting for {binary.resolve()}"
+        for _ in range(2):
+            target = Scenario(binary, "-scenario", "exits", "-n", "300")
+            targets.append(target)
+            assert log.next(60) == f"mcalltrace: attached to pid {target.pid} ({binary.resolve()})"
+            target.send("GO")
+            target.output.wait_for("DONE", timeout=60)
+            time.sleep(0.6)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            pids = {
+                sample.labels["pid"]
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            }
+            assert pids == {str(target.pid)}  # the series follow the current target
+            assert target.close() == 0
+            assert log.next(60) == f"mcalltrace: detached from pid {target.pid}: target exited"
+            assert log.next(60) == f"mcalltrace: waiting for {binary.resolve()}"
+        daemon.send_signal(2)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        for target in targets:
+            target.kill()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()

@@ -1,0 +1,102 @@
+"""The Prometheus endpoint, scraped over loopback with a real HTTP client and parsed with
+prometheus_client's own parser: names, labels and values against the same snapshots' totals."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.unit.recordings import HEADER, snapshot
+from tracer.collect.summary import Summary
+from tracer.errors import TracerError
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from tracer.sinks.prometheus import PrometheusSink, parse_address  # noqa: E402
+
+
+def _scrape(port: int) -> dict[str, list]:  # type: ignore[type-arg]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, list] = {}  # type: ignore[type-arg]
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def test_parse_address() -> None:
+    assert parse_address("9464") == ("127.0.0.1", 9464)
+    assert parse_address(":9464") == ("127.0.0.1", 9464)
+    assert parse_address("0.0.0.0:9464") == ("0.0.0.0", 9464)
+    assert parse_address("[::1]:9464") == ("::1", 9464)
+    for bad in ("", "host:", "host:port", "1:70000"):
+        with pytest.raises(TracerError, match="--prometheus"):
+            parse_address(bad)
+
+
+def test_series_match_the_totals_of_the_same_snapshots() -> None:
+    sink = PrometheusSink("127.0.0.1:0")
+    try:
+        assert _scrape(sink.port) == {}  # nothing before a trace starts
+        sink.start(HEADER)
+        summary = Summary()
+        snapshots = [snapshot(index, 4) for index in range(1, 4)]
+        for item in snapshots:
+            sink.update(item)
+            summary.add(item)
+        samples = _scrape(sink.port)
+    finally:
+        sink.stop()
+
+    labels = {"pid": "777", "binary": "/srv/payments"}
+    assert all(
+        {key: sample.labels[key] for key in labels} == labels
+        for series in samples.values()
+        for sample in series
+    )
+    mcalls: dict[tuple[str, str], float] = {
+        (sample.labels["p"], sample.labels["reason"]): sample.value
+        for sample in samples["go_sched_mcalls_total"]
+    }
+    for p, total in summary.per_p.items():
+        for reason, count in total.mcall_by_reason.items():
+            assert mcalls[(str(p), reason)] == count
+    assert mcalls[("none", "exitsyscall0")] == summary.no_p.mcall_by_reason["exitsyscall0"]
+    for name, field in (
+        ("go_sched_switches_total", "switches"),
+        ("go_sched_steal_attempts_total", "steal_attempts"),
+        ("go_sched_steal_failures_total", "steal_failures"),
+        ("go_sched_thread_migrations_total", "migrations"),
+        ("go_sched_findrunnable_total", "findrunnable"),
+    ):
+        by_p = {sample.labels["p"]: sample.value for sample in samples[name]}
+        for p, total in summary.per_p.items():
+            assert by_p[str(p)] == getattr(total, field), name
+    # The histogram: cumulative buckets ending in +Inf = count, and the sum in seconds.
+    for p, total in summary.per_p.items():
+        buckets = [s for s in samples["go_sched_findrunnable_seconds_bucket"] if s.labels["p"] == str(p)]
+        assert [s.value for s in buckets] == sorted(s.value for s in buckets)
+        assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == total.findrunnable_timed
+        (seconds,) = [s for s in samples["go_sched_findrunnable_seconds_sum"] if s.labels["p"] == str(p)]
+        assert seconds.value == pytest.approx(total.findrunnable_ns / 1e9)
+    latest = snapshots[-1]
+    runq = {sample.labels["p"]: sample.value for sample in samples["go_sched_p_runqueue_length"]}
+    assert runq == {str(sample.p): sample.runq_length for sample in latest.per_p}
+    (gomaxprocs,) = samples["go_sched_gomaxprocs"]
+    assert gomaxprocs.value == 4
+    (budget,) = samples["mcalltrace_overhead_budget_ratio"]
+    assert budget.value == pytest.approx(0.02)
+    attached = {sample.labels["group"]: sample.value for sample in samples["mcalltrace_probe_attached_ratio"]}
+    assert attached == {"mcall": 1.0, "switch": 1.0, "steal": 1.0}  # snapshot 3 was exact
+
+
+def test_a_taken_port_is_one_clear_error() -> None:
+    first = PrometheusSink("127.0.0.1:0")
+    try:
+        with pytest.raises(TracerError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            PrometheusSink(f"127.0.0.1:{first.port}")
+    finally:
+        first.stop()

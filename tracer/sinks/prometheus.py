@@ -1,0 +1,215 @@
+"""A Prometheus (OpenMetrics) endpoint: the trace's totals and latest state, scraped over HTTP.
+
+A sink like the others: it is fed the same snapshots as the UI and the recorder, keeps running
+totals, and a custom collector turns them into metric families at scrape time (no per-event
+work, nothing kept per scrape). Every series carries `pid` and `binary`, so one Prometheus can
+scrape a fleet of hosts each running mcalltrace; per-P series add `p`. Names follow Prometheus
+conventions: a `go_sched_` prefix, `_total` for counters, seconds for time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from tracer.collect.snapshot import NO_P, P_STATUS_NAMES, PSample, Snapshot, TraceHeader
+from tracer.collect.summary import Summary
+from tracer.errors import EXIT_USAGE, TracerError
+
+DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
+
+# PSample counter -> (metric name without _total, help)
+_COUNTERS = {
+    "switches": ("go_sched_switches", "Goroutine switches (runtime.gogo) on the P."),
+    "findrunnable": ("go_sched_findrunnable", "Times the P looked for work (runtime.findRunnable)."),
+    "steal_attempts": ("go_sched_steal_attempts", "Work-steal attempts (runtime.runqsteal) by the P."),
+    "steal_successes": ("go_sched_steal_successes", "Steal attempts by the P that took a goroutine."),
+    "steal_failures": ("go_sched_steal_failures", "Steal attempts by the P that found nothing."),
+    "stolen_goroutines": ("go_sched_stolen_goroutines", "Goroutines the P took by stealing."),
+    "migrations": (
+        "go_sched_thread_migrations",
+        "OS thread moves between CPUs, by the P the thread last ran.",
+    ),
+}
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """ "9464", ":9464", "127.0.0.1:9464", "[::1]:9464" -> (host, port); the host defaults to
+    127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or DEFAULT_HOST
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 65536:  # 0: any free port (the one chosen is printed)
+        raise TracerError(f"--prometheus {text!r}: expected [HOST:]PORT, like 127.0.0.1:9464", EXIT_USAGE)
+    return host, number
+
+
+def _p_label(p: int) -> str:
+    return "none" if p == NO_P else str(p)
+
+
+class PrometheusSink:
+    """Serves the running totals of a trace; `stop()` closes the endpoint."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            import prometheus_client
+        except ImportError:
+            raise TracerError(
+                "--prometheus needs the prometheus_client package: run scripts/setup.sh", EXIT_USAGE
+            ) from None
+        self._client = prometheus_client
+        self.host, self.port = parse_address(address)
+        self._lock = threading.Lock()
+        self._labels: dict[str, str] = {}
+        self._per_p: dict[int, PSample] = {}
+        self._latest: Snapshot | None = None
+        self._budget: float | None = None
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        try:
+            self._server, self._thread = prometheus_client.start_http_server(
+                self.port, addr=self.host, registry=self.registry
+            )
+        except OSError as err:
+            raise TracerError(
+                f"--prometheus {address}: cannot listen on {self.host}:{self.port}: {err.strerror}",
+                EXIT_USAGE,
+            ) from None
+        self.port = self._server.server_address[1]  # the real one, when 0 asked for any
+
+    # ---- the sink ---------------------------------------------------------------------------
+
+    def start(self, header: TraceHeader) -> None:
+        with self._lock:
+            self._labels = {"pid": str(header.pid), "binary": header.binary}
+            self._per_p = {}
+            self._latest = None
+            self._budget = header.overhead_budget
+
+    def update(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            for sample in (*snapshot.per_p, snapshot.no_p):
+                previous = self._per_p.get(sample.p)
+                self._per_p[sample.p] = sample if previous is None else previous.plus(sample)
+            self._latest = snapshot
+
+    def finish(self, summary: Summary, reason: str) -> None:
+        pass  # the totals stay served until stop(): a last scrape sees the whole trace
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---- the collector (called by prometheus_client at each scrape) ---------------------------
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        with self._lock:
+            labels = dict(self._labels)
+            per_p = dict(self._per_p)
+            latest = self._latest
+            budget = self._budget
+        if not labels:
+            return
+        base = list(labels)
+        base_values = [labels[name] for name in base]
+
+        mcalls = CounterMetricFamily(
+            "go_sched_mcalls",
+            "Calls to runtime.mcall (a goroutine gives up its thread), by the function mcall runs.",
+            labels=[*base, "p", "reason"],
+        )
+        for p, sample in sorted(per_p.items()):
+            for reason, count in sorted(sample.mcall_by_reason.items()):
+                mcalls.add_metric([*base_values, _p_label(p), reason], count)
+        yield mcalls
+
+        for field, (name, help_text) in _COUNTERS.items():
+            family = CounterMetricFamily(name, help_text, labels=[*base, "p"])
+            for p, sample in sorted(per_p.items()):
+                family.add_metric([*base_values, _p_label(p)], getattr(sample, field))
+            yield family
+
+        # findRunnable's time to the next switch, from the kernel's log2-ns buckets: bucket i
+        # holds [2^i, 2^(i+1)) ns, so its upper bound is 2^(i+1) ns.
+        histogram = HistogramMetricFamily(
+            "go_sched_findrunnable_seconds",
+            "Time from runtime.findRunnable's entry to the thread's next goroutine switch.",
+            labels=[*base, "p"],
+        )
+        for p, sample in sorted(per_p.items()):
+            if not sample.findrunnable_timed:
+                continue
+            cumulative = 0
+            buckets = []
+            for index, count in enumerate(sample.findrunnable_hist):
+                cumulative += count
+                buckets.append((f"{2 ** (index + 1) / 1e9:.9g}", cumulative))
+            buckets.append(("+Inf", sample.findrunnable_timed))
+            histogram.add_metric([*base_values, _p_label(p)], buckets, sample.findrunnable_ns / 1e9)
+        yield histogram
+
+        if latest is not None:
+            runq = GaugeMetricFamily(
+                "go_sched_p_runqueue_length",
+                "Goroutines in the P's local run queue (plus runnext), at the last interval's end.",
+                labels=[*base, "p"],
+            )
+            status = GaugeMetricFamily(
+                "go_sched_p_status", "The P's status (1 for the current one).", labels=[*base, "p", "status"]
+            )
+            for sample in latest.per_p:
+                if sample.runq_length is not None:
+                    runq.add_metric([*base_values, str(sample.p)], sample.runq_length)
+                if sample.status is not None:
+                    for name in P_STATUS_NAMES.values():
+                        status.add_metric(
+                            [*base_values, str(sample.p), name], 1.0 if name == sample.status else 0.0
+                        )
+            yield runq
+            yield status
+            for name, value, help_text in (
+                (
+                    "go_sched_global_runqueue_length",
+                    latest.runtime.global_runq,
+                    "Goroutines in the global run queue.",
+                ),
+                ("go_sched_idle_ps", latest.runtime.idle_ps, "Ps with nothing to run."),
+                ("go_sched_spinning_ms", latest.runtime.spinning_ms, "Threads spinning, looking for work."),
+                ("go_sched_gomaxprocs", latest.runtime.gomaxprocs, "GOMAXPROCS."),
+                ("go_sched_threads", latest.runtime.threads, "The target's OS threads."),
+            ):
+                if value is not None:
+                    gauge = GaugeMetricFamily(name, help_text, labels=base)
+                    gauge.add_metric(base_values, value)
+                    yield gauge
+            cost = GaugeMetricFamily(
+                "mcalltrace_probe_cpu_ratio",
+                "The tracer's estimated probe cost as a share of the target's CPU time (last interval).",
+                labels=base,
+            )
+            if latest.cost.share_of_target is not None:
+                cost.add_metric(base_values, latest.cost.share_of_target)
+            yield cost
+            sampled = GaugeMetricFamily(
+                "mcalltrace_probe_attached_ratio",
+                "Share of the last interval each probe group was attached (1: exact counts).",
+                labels=[*base, "group"],
+            )
+            for group in ("mcall", "switch", "steal"):
+                sampled.add_metric([*base_values, group], latest.sampled.get(group, 1.0))
+            yield sampled
+        if budget is not None:
+            gauge = GaugeMetricFamily(
+                "mcalltrace_overhead_budget_ratio",
+                "The overhead budget (share of the target's CPU).",
+                labels=base,
+            )
+            gauge.add_metric(base_values, budget)
+            yield gauge
