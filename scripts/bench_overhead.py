@@ -18,7 +18,8 @@ Per-probe cost per hit: schedload's CPU time (user+system, where uprobe handling
 one probe attached, less untraced, over that probe's hits; for the real handler, the empty
 handler at the same site, and the empty handler on the function's first instruction.
 
-Also: the tracer's own CPU per second at a 1 s interval with 64 Ps, and time to attach.
+Also: the tracer's own CPU per second at a 1 s interval with 64 Ps (its CPU time from /proc over
+20 s past start-up), and time to attach.
 
     sudo .venv/bin/python scripts/bench_overhead.py [--repeat 5] [--json bench-results/overhead.json]
 """
@@ -288,57 +289,16 @@ def gofmt_run(programs: Programs, mode: str) -> dict:
         os.close(devnull)
 
 
-def tracer_cpu_at_64_ps(programs: Programs, seconds: float = 10.0) -> dict:
-    """The tracer's own CPU per second on a target with 64 Ps, at a 1 s interval."""
-    server = subprocess.Popen(
-        [str(programs.httpload), "-serve", "127.0.0.1:0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "GOMAXPROCS": "64"},
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
-        started = time.monotonic()
-        tracer = subprocess.Popen(
-            [*MCALLTRACE, "--pid", str(server.pid), "--no-ui", "--duration", f"{seconds}s"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert tracer.stdout is not None
-        tracer.stdout.readline()
-        attached = time.monotonic() - started
-        tracer.stdout.readline()  # the first interval
-        first_interval = time.monotonic() - started
-        tracer.stdout.read()
-        _code, cpu = wait_rusage(tracer.pid)
-        elapsed = time.monotonic() - started
-        return {
-            "tracer_cpu_seconds": cpu,
-            "elapsed": elapsed,
-            "attach_seconds": attached,
-            "first_interval_seconds": first_interval,
-            # The steady state: start-up (imports, compiling the BPF program) excluded.
-            "cpu_fraction_including_startup": cpu / elapsed,
-        }
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=30)
-
-
 def _process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def steady_tracer_cpu(programs: Programs, seconds: float = 20.0) -> float:
-    """CPU per second of a running tracer on an idle server with 64 Ps: its CPU time read from
-    /proc over `seconds` once it is past start-up (imports, compiling the BPF program)."""
+def tracer_at_64_ps(programs: Programs, seconds: float = 20.0) -> dict:
+    """The tracer on an idle net/http server with 64 Ps at a 1 s interval: time to attach and to
+    the first interval, and its CPU per second once past start-up (imports, compiling the BPF
+    program), its CPU time read from /proc over `seconds`."""
     server = subprocess.Popen(
         [str(programs.httpload), "-serve", "127.0.0.1:0"],
         stdin=subprocess.PIPE,
@@ -350,6 +310,7 @@ def steady_tracer_cpu(programs: Programs, seconds: float = 20.0) -> float:
     try:
         assert server.stdout is not None
         server.stdout.readline()
+        started = time.monotonic()
         tracer = subprocess.Popen(
             [*MCALLTRACE, "--pid", str(server.pid), "--no-ui"],
             stdout=subprocess.PIPE,
@@ -358,12 +319,19 @@ def steady_tracer_cpu(programs: Programs, seconds: float = 20.0) -> float:
             cwd=ROOT,
         )
         assert tracer.stdout is not None
-        tracer.stdout.readline()  # attached
+        tracer.stdout.readline()  # the header: attached
+        attached = time.monotonic() - started
         tracer.stdout.readline()  # the first interval
+        first_interval = time.monotonic() - started
         time.sleep(2.0)
-        before, started = _process_cpu_seconds(tracer.pid), time.monotonic()
+        before, steady_from = _process_cpu_seconds(tracer.pid), time.monotonic()
         time.sleep(seconds)
-        return (_process_cpu_seconds(tracer.pid) - before) / (time.monotonic() - started)
+        steady = (_process_cpu_seconds(tracer.pid) - before) / (time.monotonic() - steady_from)
+        return {
+            "attach_seconds": attached,
+            "first_interval_seconds": first_interval,
+            "steady_cpu_fraction": steady,
+        }
     finally:
         if tracer is not None:
             tracer.send_signal(2)
@@ -453,8 +421,8 @@ def main() -> int:
         floor = per_hit[function]["empty"]
         per_hit[function]["real / empty"] = per_hit[function]["real"] / floor if floor > 0 else None
 
-    tracer = tracer_cpu_at_64_ps(programs)
-    steady = steady_tracer_cpu(programs)
+    tracer = tracer_at_64_ps(programs)
+    steady = tracer["steady_cpu_fraction"]
 
     print(
         f"\nmcalltrace overhead on {platform.node()} (kernel {platform.release()}, {os.cpu_count()} CPUs), "
@@ -496,7 +464,7 @@ def main() -> int:
                 "medians": median,
                 "ratios": ratios,
                 "per_hit_ns": per_hit,
-                "tracer_64_ps": {**tracer, "steady_cpu_fraction": steady},
+                "tracer_64_ps": tracer,
             },
             indent=2,
         )
