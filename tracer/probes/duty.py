@@ -248,15 +248,17 @@ class DutyCycler:
 
 
 def _prefer_this_thread() -> None:
-    """Run the calling thread at the lowest real-time priority, where allowed.
+    """Give the calling thread a higher share of the CPU (nice -10), where allowed.
 
     A window is only as long as planned if its thread wakes on time to close it, and on a host
     whose CPUs the target keeps busy an ordinary thread can wake milliseconds late: the window,
-    and the probes' cost, grow by that much. These threads sleep almost all the time (they only
-    make the attach and detach calls), so real-time priority takes nothing from anyone."""
+    and the probes' cost, grow by that much. These threads sleep almost all the time, so a
+    better claim on the CPU when they wake takes little from anyone. Not real-time priority: a
+    real-time thread that the kernel keeps busy (in an attach, waiting on the target's memory
+    map) could starve the very threads it waits for on a small host."""
     # Not permitted (no CAP_SYS_NICE): windows may run a little long, and are measured.
     with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
 
 
 class _Span:
