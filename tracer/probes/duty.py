@@ -92,9 +92,6 @@ class DutyCycler:
             if (before >= 1.0) != (duty >= 1.0):
                 self._wake[group].set()
 
-    def duty(self, group: str) -> float:
-        return self._duties[group]
-
     def attached_seconds(self, group: str, start_ns: int, end_ns: int) -> float:
         """How long `group` was attached between two instants."""
         with self._lock:
