@@ -126,34 +126,27 @@ def build_plan(info: TargetInfo, gomaxprocs: int) -> ProbePlan:
                 at_return=False,
             )
         )
-        if ret_handler is not None and function.result_sites:
-            # The caller's test of the result: emulated, RAX still the result (see ResultSite).
-            for address, file_offset, instruction in function.result_sites:
-                probes.append(
-                    Probe(
-                        function=function_name,
-                        handler=ret_handler,
-                        address=address,
-                        file_offset=file_offset,
-                        instruction=instruction,
-                        emulated=True,
-                        at_return=True,
-                    )
+        if ret_handler is None:
+            continue
+        # Where the result is read: the caller's test of it (emulated, RAX still the result; see
+        # ResultSite) where introspection found one, else every RET (0xC3 is not emulated: each
+        # return costs a single-step).
+        result_sites = list(function.result_sites) or [
+            (function.address + offset, function.file_offset + offset, "ret")
+            for offset in function.ret_offsets
+        ]
+        for address, file_offset, instruction in result_sites:
+            probes.append(
+                Probe(
+                    function=function_name,
+                    handler=ret_handler,
+                    address=address,
+                    file_offset=file_offset,
+                    instruction=instruction,
+                    emulated=bool(function.result_sites),
+                    at_return=True,
                 )
-        elif ret_handler is not None:
-            for offset in function.ret_offsets:
-                # RET (0xC3) is not emulated: each return costs a single-step.
-                probes.append(
-                    Probe(
-                        function=function_name,
-                        handler=ret_handler,
-                        address=function.address + offset,
-                        file_offset=function.file_offset + offset,
-                        instruction="ret",
-                        emulated=False,
-                        at_return=True,
-                    )
-                )
+            )
     max_p = p_slots_for(gomaxprocs)
     defines = [(BPF_OFFSETS[key], info.offsets[key]) for key in BPF_OFFSETS]
     defines += [("MCT_MAX_P", max_p), ("MCT_MAX_M", MAX_M)]
