@@ -173,7 +173,7 @@ class RuntimeReader:
     def thread_ids(self) -> set[int]:
         try:
             return {int(name) for name in os.listdir(f"/proc/{self.pid}/task")}
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, or exiting (ESRCH)
             raise TargetExited(self.pid) from None
 
     def cpu_seconds(self) -> float | None:
