@@ -104,10 +104,58 @@ struct mct_event {
     __u32 result;   /* steal: goroutines stolen (0: failed) */
 };
 
-/* On-CPU stack samples (bpf/profile.bpf.c), keyed by thread and user stack. */
+/* On-CPU stack samples (bpf/profile.bpf.c), keyed by thread and user stack: kept only while a
+ * capture window is open (mct_cpu_config.collect_stacks). */
 struct mct_stack_key {
     __u32 tid;
     __s32 user_stack_id;
+};
+
+/* Where an on-CPU sample of the target was, by its user stack. The sampler walks the stack from
+ * the leaf towards the root; the first frame in a function with a category gives an inner
+ * category, and a frame in runtime.mcall means the sample is under mcall (the scheduler on g0).
+ * A sample under mcall with no inner category counts as MCT_CPU_MCALL_OTHER (the mcall
+ * function's own work: park_m, goexit0, ...); one that is not under mcall as
+ * MCT_CPU_OUTSIDE_MCALL, whatever its inner category. */
+#define MCT_CPU_OUTSIDE_MCALL 0
+#define MCT_CPU_MCALL_OTHER 1
+#define MCT_CPU_SCHEDULE 2     /* runtime.schedule, outside findRunnable */
+#define MCT_CPU_FINDRUNNABLE 3 /* runtime.findRunnable, outside the three below */
+#define MCT_CPU_STEALWORK 4    /* runtime.stealWork, runqsteal, runqgrab */
+#define MCT_CPU_NETPOLL 5      /* the network poller: runtime.netpoll*, epoll_wait */
+#define MCT_CPU_GC 6           /* the garbage collector's functions (runtime.gc*, markroot, ...) */
+#define MCT_CPU_NO_STACK 7     /* the user stack could not be read */
+#define MCT_CPU_CATEGORIES 8
+/* In the function table only (never a sample's category): runtime.mcall itself. */
+#define MCT_CPU_MCALL 15
+
+/* Per P, summed over CPUs by user space: samples by category. */
+struct mct_cpu_samples {
+    __u64 samples[MCT_CPU_CATEGORIES];
+};
+
+/* The function table maps text addresses to categories, 4 bits for each granule of
+ * 2^granule_shift bytes, MCT_CPU_GRANULES_PER_WORD granules in each u64 word of the cpu_functions
+ * array. Granules are no larger than the alignment of every function boundary where the
+ * category changes, so each granule has one category. */
+#define MCT_CPU_GRANULES_PER_WORD 16
+#ifndef MCT_CPU_TABLE_WORDS
+#define MCT_CPU_TABLE_WORDS 65536
+#endif
+#define MCT_MAX_STACK_DEPTH 127 /* the kernel's default perf_event_max_stack */
+
+struct mct_cpu_config {
+    __u64 table_start;   /* runtime address of the table's first granule (load bias included) */
+    __u64 table_span;    /* bytes the table covers */
+    __u32 tgid;          /* the target; 0 while the sampler is idle */
+    __u32 granule_shift;
+    __u32 collect_stacks;
+    __u32 reserved;
+};
+
+#define MCT_STACK_BUFFER_WORDS 128 /* a power of two above MCT_MAX_STACK_DEPTH */
+struct mct_user_stack {
+    __u64 pcs[MCT_STACK_BUFFER_WORDS];
 };
 
 /* The reason table: runtime PCs of mcall's target functions, slot i is reason i. */

@@ -18,6 +18,7 @@ import click
 from tracer import __version__
 from tracer.collect.budget import DEFAULT_BUDGET, parse_budget
 from tracer.errors import EXIT_USAGE, TracerError
+from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ
 
 if TYPE_CHECKING:
     from tracer.livecmd import RecordOptions
@@ -57,6 +58,16 @@ OVERHEAD_BUDGET_OPTION = click.option(
     show_default=True,
     help="Most of the target's CPU time the probes may cost; the costliest probes are then attached "
     "for part of each interval and their counts estimated (marked ~). `none`: exact counts, any cost.",
+)
+
+
+CPU_SAMPLE_OPTION = click.option(
+    "--cpu-sample-hz",
+    type=click.IntRange(0, 10000),
+    default=DEFAULT_CPU_SAMPLE_HZ,
+    show_default=True,
+    help="On-CPU stack samples a second of each CPU's time, for the scheduler's share of the target's "
+    "CPU (what pprof shows under runtime.mcall) by P and by part. 0: no sampling.",
 )
 
 
@@ -113,6 +124,7 @@ def trace_options(function):  # type: ignore[no-untyped-def]
             "--pprof-url", help="The target's net/http/pprof base URL (http://127.0.0.1:6060/debug/pprof)."
         ),
         OVERHEAD_BUDGET_OPTION,
+        CPU_SAMPLE_OPTION,
         click.option(
             "--prometheus",
             "prometheus",
@@ -194,6 +206,7 @@ def cli(
                 no_ui=True,
                 as_json=as_json,
                 overhead_budget=parse_budget(str(record["overhead_budget"])),
+                cpu_sample_hz=record["cpu_sample_hz"],  # type: ignore[arg-type]
                 prometheus=record["prometheus"],  # type: ignore[arg-type]
             )
         )
@@ -210,6 +223,7 @@ def cli(
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
+            cpu_sample_hz=record.pop("cpu_sample_hz"),  # type: ignore[arg-type]
             prometheus=record.pop("prometheus"),  # type: ignore[arg-type]
             recording=_record_options(record),
         )
@@ -242,6 +256,7 @@ def run(
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
+            cpu_sample_hz=record.pop("cpu_sample_hz"),  # type: ignore[arg-type]
             prometheus=record.pop("prometheus"),  # type: ignore[arg-type]
             recording=_record_options(record),
         )
@@ -350,7 +365,10 @@ def doctor() -> None:
 @click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @OVERHEAD_BUDGET_OPTION
-def demo(interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: str) -> None:
+@CPU_SAMPLE_OPTION
+def demo(
+    interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: str, cpu_sample_hz: int
+) -> None:
     """Build the bundled Go workload (parking, exits, preemption, stealing, syscalls) and trace it."""
     from tracer.demo import run_demo
 
@@ -361,6 +379,7 @@ def demo(interval: float, duration: float, no_ui: bool, as_json: bool, overhead_
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=parse_budget(overhead_budget),
+            cpu_sample_hz=cpu_sample_hz,
         )
     )
 

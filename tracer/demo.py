@@ -10,6 +10,7 @@ import click
 from tracer.errors import TracerError
 from tracer.gobuild import CACHE, find_toolchain
 from tracer.paths import demo_source
+from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ
 
 
 def build_demo() -> Path:
@@ -46,7 +47,12 @@ def stop_demo(process: subprocess.Popen[str]) -> None:
 
 
 def run_demo(
-    interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: float | None = 0.02
+    interval: float,
+    duration: float,
+    no_ui: bool,
+    as_json: bool,
+    overhead_budget: float | None = 0.02,
+    cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ,
 ) -> int:
     from tracer.livecmd import trace_live
 
@@ -62,6 +68,7 @@ def run_demo(
             no_ui=no_ui,
             as_json=as_json,
             overhead_budget=overhead_budget,
+            cpu_sample_hz=cpu_sample_hz,
         )
     finally:
         stop_demo(process)

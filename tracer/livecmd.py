@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ
 from tracer.sinks.base import Sink
 from tracer.sinks.lines import JsonLineSink, PlainLineSink
 
@@ -83,6 +84,7 @@ def trace_live(
     no_ui: bool = False,
     as_json: bool = False,
     overhead_budget: float | None = 0.02,
+    cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ,
     prometheus: str | None = None,
     recording: RecordOptions | None = None,
 ) -> int:
@@ -95,7 +97,11 @@ def trace_live(
     triggers = [parse_trigger(text) for text in recording.trigger_texts]
     resolution = FINE_RESOLUTION if triggers and interval > FINE_RESOLUTION else None
     options = TraceOptions(
-        interval=interval, duration=duration, resolution=resolution, overhead_budget=overhead_budget
+        interval=interval,
+        duration=duration,
+        resolution=resolution,
+        overhead_budget=overhead_budget,
+        cpu_sample_hz=cpu_sample_hz,
     )
     # `run` leaves stdout to the program; mcalltrace's own output goes to stderr then.
     stream = sys.stderr if argv is not None else sys.stdout
@@ -163,6 +169,7 @@ def follow_live(
     no_ui: bool = True,
     as_json: bool = False,
     overhead_budget: float | None = 0.02,
+    cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ,
     prometheus: str | None = None,
 ) -> int:
     """The headless daemon: trace the newest process running `exe` (or named `comm`), and when
@@ -173,7 +180,7 @@ def follow_live(
     from tracer.target.finder import find_process, follow_target
 
     match = follow_target(exe, comm)
-    options = TraceOptions(interval=interval, overhead_budget=overhead_budget)
+    options = TraceOptions(interval=interval, overhead_budget=overhead_budget, cpu_sample_hz=cpu_sample_hz)
     exporter = None
     if prometheus is not None:
         from tracer.sinks.prometheus import PrometheusSink

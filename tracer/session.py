@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tracer.collect.budget import GROUP_PROBES, BudgetController, StepMeasurement
@@ -21,8 +21,10 @@ from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
 from tracer.errors import NoTarget
+from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ, build_sampler_plan
 from tracer.probes.duty import DutyCycler
 from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
+from tracer.probes.loader import CpuSampler, RawCounters  # bcc is imported when one is made
 from tracer.probes.plan import ProbePlan, build_plan
 from tracer.sinks.base import Sink
 from tracer.spawn import HeldProgram
@@ -44,6 +46,8 @@ class TraceOptions:
     resolution: float | None = None
     # Share of the target's CPU time the probes may cost (None: no limit, every count exact).
     overhead_budget: float | None = 0.02
+    # On-CPU samples a second of each CPU's time, for the scheduler's CPU share (0: no sampler).
+    cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ
 
     @property
     def step(self) -> float:
@@ -124,6 +128,13 @@ class LiveSource:
         self.info: TargetInfo = info
         self.plan: ProbePlan = build_plan(info, _gomaxprocs_hint(None if program else pid))
         self.probes = LoadedProbes(self.plan, attach_path, self.pid)
+        self.sampler: CpuSampler | None = None
+        if options.cpu_sample_hz > 0:
+            try:
+                self.sampler = CpuSampler(build_sampler_plan(info, self.plan.max_p), options.cpu_sample_hz)
+            except BaseException:
+                self.probes.close()
+                raise
         self.runtime: RuntimeReader | None = None
         self.controller: BudgetController | None = None
         self.cycler: DutyCycler | None = None
@@ -139,11 +150,13 @@ class LiveSource:
                 program.release()
                 self.bias = load_bias(self.pid, info, wait_seconds=10.0, expected_inode=expected)
                 self.probes.set_reason_table(self.bias)
-                baseline = self.probes.read()
+                self._start_sampler()
+                baseline = self._read()
                 program.resume()
             else:
                 self.bias = load_bias(self.pid, info)
                 self.probes.set_reason_table(self.bias)
+                self._start_sampler()
                 baseline = None
             self.runtime = RuntimeReader(self.pid, info, self.bias)
         except BaseException:
@@ -160,7 +173,7 @@ class LiveSource:
         self.probes.register_threads(self.runtime.thread_ids())
         # The baseline is read before anyone is told the probes are in: counting starts here
         # (for `run`, before the program's first instruction).
-        self.collector.start(baseline if baseline is not None else self.probes.read())
+        self.collector.start(baseline if baseline is not None else self._read())
         self._attached_ns = attached_ns
         self._last_look: tuple[int, dict[str, int]] | None = None
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
@@ -199,30 +212,51 @@ class LiveSource:
             ),
             started=time.time(),
             overhead_budget=options.overhead_budget if self.controller is not None else None,
+            cpu_sample_hz=options.cpu_sample_hz if self.sampler is not None else 0,
         )
+
+    def _start_sampler(self) -> None:
+        if self.sampler is not None:
+            self.sampler.start(self.pid, self.bias)
+
+    def _read(self) -> RawCounters:
+        """The probes' counters and the sampler's counts, read together."""
+        raw = self.probes.read()
+        if self.sampler is not None:
+            raw = replace(raw, cpu_samples=self.sampler.read())
+        return raw
 
     # ---- DetailHooks, for captures -------------------------------------------------------------
 
     def prepare_captures(self) -> None:
-        """Compile the stack sampler in the background; a capture that fires before it is ready
-        starts sampling as soon as it is."""
-        from tracer.probes.loader import StackProfiler
-
-        self._profiler: Any = None
-        self._profiler_lock = threading.Lock()
+        """Make sure captures can sample stacks: with the sampler off, compile one in the
+        background, to run only in capture windows (a window that opens before it is ready starts
+        it as soon as it is)."""
+        self._window_sampler: CpuSampler | None = self.sampler
+        self._window_sampler_lock = threading.Lock()
         self._detail_active = False
+        if self.sampler is not None:
+            return
+        plan = build_sampler_plan(self.info, self.plan.max_p)
 
         def build() -> None:
             try:
-                profiler = StackProfiler(self.pid)
+                sampler = CpuSampler(plan, DEFAULT_CPU_SAMPLE_HZ)
             except Exception:  # captures go on without stacks (the manifest shows no samples)
                 return
-            with self._profiler_lock:
-                self._profiler = profiler
+            with self._window_sampler_lock:
+                self._window_sampler = sampler
                 if self._detail_active:
-                    profiler.start()
+                    self._open_window_sampler()
 
-        threading.Thread(target=build, name="mcalltrace-profiler", daemon=True).start()
+        threading.Thread(target=build, name="mcalltrace-sampler", daemon=True).start()
+
+    def _open_window_sampler(self) -> None:
+        sampler = self._window_sampler
+        assert sampler is not None
+        if not sampler.running:
+            sampler.start(self.pid, self.bias)
+        sampler.collect_stacks(True)
 
     def start_detail(self, on_events: Callable[[list[bytes]], None]) -> None:
         """Event-level detail and stack sampling on; a thread moves events out of the ring."""
@@ -238,10 +272,10 @@ class LiveSource:
 
         self._drain_thread = threading.Thread(target=drain, name="mcalltrace-events", daemon=True)
         self._drain_thread.start()
-        with self._profiler_lock:
+        with self._window_sampler_lock:
             self._detail_active = True
-            if self._profiler is not None:
-                self._profiler.start()
+            if self._window_sampler is not None:
+                self._open_window_sampler()
 
     def _events_dropped(self) -> int:
         slot = P_GLOBAL_SLICES["events_dropped"].start
@@ -253,13 +287,16 @@ class LiveSource:
         self._stop_drain.set()
         self._drain_thread.join(timeout=5)
         dropped = self._events_dropped() - self._detail_dropped
-        with self._profiler_lock:
+        with self._window_sampler_lock:
             self._detail_active = False
-            profiler = self._profiler
-            if profiler is None or not profiler.running:
+            sampler = self._window_sampler
+            if sampler is None or not sampler.running:
                 return {}, dropped
-            profiler.stop()
-            return profiler.stacks(), dropped
+            sampler.collect_stacks(False)
+            stacks = sampler.stacks()
+            if sampler is not self.sampler:  # only on for the window
+                sampler.stop()
+            return stacks, dropped
 
     def reason_name(self, slot: int) -> str:
         names = self.collector.reason_names
@@ -323,7 +360,7 @@ class LiveSource:
             if self.runtime is not None and ended is None:
                 with contextlib.suppress(TargetExited):
                     self.probes.register_threads(self.runtime.thread_ids())
-            raw = self.probes.read()
+            raw = self._read()
             if self.controller is not None and self.runtime is not None:
                 with contextlib.suppress(TargetExited):
                     self._p_addresses = self.runtime.p_addresses(raw.p_addresses)
@@ -422,9 +459,9 @@ class LiveSource:
         if self.cycler is not None:
             self.cycler.stop()
         self.probes.close()
-        profiler = getattr(self, "_profiler", None)
-        if profiler is not None:
-            profiler.close()
+        window_sampler = getattr(self, "_window_sampler", None)
+        for sampler in {id(item): item for item in (self.sampler, window_sampler) if item}.values():
+            sampler.close()
         if self.runtime is not None:
             self.runtime.close()
 

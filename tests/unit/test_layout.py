@@ -20,6 +20,9 @@ STRUCTS = {
     "mct_event": layout.Event,
     "mct_stack_key": layout.StackKey,
     "mct_group_hits": layout.GroupHits,
+    "mct_cpu_samples": layout.CpuSamples,
+    "mct_cpu_config": layout.CpuConfig,
+    "mct_user_stack": layout.UserStack,
 }
 CONSTANTS = {
     "MCT_REASONS": layout.REASONS,
@@ -37,6 +40,19 @@ CONSTANTS = {
     "MCT_SITE_FINDRUNNABLE": layout.SITE_FINDRUNNABLE,
     "MCT_SITE_RUNQSTEAL": layout.SITE_RUNQSTEAL,
     "MCT_SITE_RUNQSTEAL_RET": layout.SITE_RUNQSTEAL_RET,
+    "MCT_CPU_OUTSIDE_MCALL": layout.CPU_OUTSIDE_MCALL,
+    "MCT_CPU_MCALL_OTHER": layout.CPU_MCALL_OTHER,
+    "MCT_CPU_SCHEDULE": layout.CPU_SCHEDULE,
+    "MCT_CPU_FINDRUNNABLE": layout.CPU_FINDRUNNABLE,
+    "MCT_CPU_STEALWORK": layout.CPU_STEALWORK,
+    "MCT_CPU_NETPOLL": layout.CPU_NETPOLL,
+    "MCT_CPU_GC": layout.CPU_GC,
+    "MCT_CPU_NO_STACK": layout.CPU_NO_STACK,
+    "MCT_CPU_CATEGORIES": layout.CPU_CATEGORIES,
+    "MCT_CPU_MCALL": layout.CPU_MCALL,
+    "MCT_CPU_GRANULES_PER_WORD": layout.CPU_GRANULES_PER_WORD,
+    "MCT_MAX_STACK_DEPTH": layout.MAX_STACK_DEPTH,
+    "MCT_STACK_BUFFER_WORDS": layout.STACK_BUFFER_WORDS,
 }
 
 

@@ -37,7 +37,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     path = tmp_path / "trace.mctrace"
     snapshots = _write(path)
     recording = read_recording(path)
-    assert recording.version == "1.1" and not recording.truncated
+    assert recording.version == "1.2" and not recording.truncated
     assert recording.header == HEADER
     assert recording.metadata["tool"] == "test"
     assert recording.frames == snapshots  # every PSample field, runtime state, cost, maps

@@ -37,6 +37,19 @@ _SCALARS = (
 )
 
 
+def _cpu_samples(raw: RawCounters, previous: RawCounters, slot: int) -> dict[str, int]:
+    """One P slot's on-CPU samples between two reads, by category name (nonzero ones)."""
+    if not raw.cpu_samples:
+        return {}
+    now = raw.cpu_samples[slot]
+    before = previous.cpu_samples[slot] if previous.cpu_samples else (0,) * len(now)
+    return {
+        name: after - earlier
+        for name, after, earlier in zip(layout.CPU_CATEGORY_NAMES, now, before, strict=True)
+        if after != earlier
+    }
+
+
 def short_name(function: str) -> str:
     return function.removeprefix("runtime.")
 
@@ -137,12 +150,15 @@ class Collector:
             self.reason_names[free[0]] = short_name(name)
             self.learn_reason(free[0], pc)
 
-    def _sample(self, p: int, now: tuple[int, ...], before: tuple[int, ...], state: PState | None) -> PSample:
+    def _sample(
+        self, p: int, slot: int, raw: RawCounters, previous: RawCounters, state: PState | None
+    ) -> PSample:
+        now, before = raw.per_p[slot], previous.per_p[slot]
         delta = [after - earlier for after, earlier in zip(now, before, strict=True)]
         reasons = {}
-        for slot, count in enumerate(delta[_P["mcall_reasons"]]):
+        for reason, count in enumerate(delta[_P["mcall_reasons"]]):
             if count:
-                name = self.reason_names[slot] or "other"
+                name = self.reason_names[reason] or "other"
                 reasons[name] = reasons.get(name, 0) + count
         values = {json_name: delta[_P[field]][0] for json_name, field in _SCALARS}
         return PSample(
@@ -154,6 +170,7 @@ class Collector:
             runnext=state.runnext if state else None,
             schedtick=state.schedtick if state else None,
             syscalltick=state.syscalltick if state else None,
+            cpu_samples=_cpu_samples(raw, previous, slot),
             **values,
         )
 
@@ -178,13 +195,11 @@ class Collector:
                 states, runtime = self.runtime.read(raw.p_addresses)
 
         seen = {slot for slot in range(self.plan.max_p) if any(raw.per_p[slot]) or slot in states}
+        seen |= {slot for slot, counts in enumerate(raw.cpu_samples[: self.plan.max_p]) if any(counts)}
         if runtime.gomaxprocs:
             seen |= set(range(min(runtime.gomaxprocs, self.plan.max_p)))
-        per_p = tuple(
-            self._sample(slot, raw.per_p[slot], previous.per_p[slot], states.get(slot))
-            for slot in sorted(seen)
-        )
-        no_p = self._sample(NO_P, raw.per_p[self.plan.max_p], previous.per_p[self.plan.max_p], None)
+        per_p = tuple(self._sample(slot, slot, raw, previous, states.get(slot)) for slot in sorted(seen))
+        no_p = self._sample(NO_P, self.plan.max_p, raw, previous, None)
 
         global_delta = [after - earlier for after, earlier in zip(raw.globals, previous.globals, strict=True)]
         wait_reasons = {}

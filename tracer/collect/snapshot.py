@@ -49,6 +49,15 @@ FIELD_GROUPS = {
 }
 WAIT_REASONS_GROUP = "mcall"  # Snapshot.wait_reasons come from mcall's probe
 
+# On-CPU sample categories (PSample.cpu_samples keys; bpf/mcalltrace.h MCT_CPU_*). A sample is
+# "under mcall" when runtime.mcall is on its stack: the scheduler running on g0, what pprof shows
+# as the runtime.mcall root. Those are split by the innermost of schedule, findRunnable,
+# stealWork, the network poller or the GC on the stack; "mcall_other" is the rest (the function
+# mcall runs, such as park_m or goexit0, outside schedule).
+CPU_UNDER_MCALL = ("schedule", "findrunnable", "stealwork", "netpoll", "gc", "mcall_other")
+CPU_OUTSIDE_MCALL = "outside_mcall"
+CPU_NO_STACK = "no_stack"  # on CPU, but its user stack could not be read
+
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The entries of `data` that are fields of dataclass `cls`: newer writers may add fields an
@@ -88,6 +97,24 @@ class PSample:
     runnext: bool | None = None
     schedtick: int | None = None
     syscalltick: int | None = None
+    # On-CPU samples of the target's threads while they held this P, by category (see
+    # CPU_UNDER_MCALL). Samples come at a fixed rate of CPU time, so they split CPU time the way
+    # a pprof CPU profile does. Empty when the sampler was off.
+    cpu_samples: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cpu_sample_count(self) -> int:
+        return sum(self.cpu_samples.values())
+
+    @property
+    def mcall_cpu_samples(self) -> int:
+        return sum(self.cpu_samples.get(name, 0) for name in CPU_UNDER_MCALL)
+
+    @property
+    def mcall_cpu_share(self) -> float | None:
+        """The share of this CPU time under runtime.mcall (the scheduler), None without samples."""
+        total = self.cpu_sample_count
+        return self.mcall_cpu_samples / total if total else None
 
     @property
     def steal_failure_rate(self) -> float | None:
@@ -113,6 +140,7 @@ class PSample:
             other,
             p=self.p,
             mcall_by_reason=_add_maps(self.mcall_by_reason, other.mcall_by_reason),
+            cpu_samples=_add_maps(self.cpu_samples, other.cpu_samples),
             findrunnable_hist=hist,
             **counts,
         )
@@ -138,7 +166,9 @@ class PSample:
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["findrunnable_hist"] = list(self.findrunnable_hist)
+        data["cpu_samples"] = dict(self.cpu_samples)
         data["steal_failure_rate"] = self.steal_failure_rate
+        data["mcall_cpu_share"] = self.mcall_cpu_share
         return data
 
     @classmethod
@@ -146,6 +176,7 @@ class PSample:
         values = known_fields(cls, data)
         values["findrunnable_hist"] = tuple(values.get("findrunnable_hist", ()))
         values["mcall_by_reason"] = dict(values.get("mcall_by_reason", {}))
+        values["cpu_samples"] = dict(values.get("cpu_samples") or {})
         return cls(**values)
 
 
@@ -278,6 +309,7 @@ class TraceHeader:
     hostname: str = ""
     tool_version: str = ""
     overhead_budget: float | None = None  # share of the target's CPU (None: none, exact counts)
+    cpu_sample_hz: int = 0  # on-CPU samples a second of each CPU's time (0: the sampler was off)
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}

@@ -101,6 +101,51 @@ class StackKey(ctypes.Structure):
     _fields_ = [("tid", u32), ("user_stack_id", ctypes.c_int32)]
 
 
+# On-CPU sample categories (MCT_CPU_*), and their names in snapshots and record files.
+CPU_OUTSIDE_MCALL = 0
+CPU_MCALL_OTHER = 1
+CPU_SCHEDULE = 2
+CPU_FINDRUNNABLE = 3
+CPU_STEALWORK = 4
+CPU_NETPOLL = 5
+CPU_GC = 6
+CPU_NO_STACK = 7
+CPU_CATEGORIES = 8
+CPU_MCALL = 15  # the function table's code for runtime.mcall itself
+CPU_CATEGORY_NAMES = (
+    "outside_mcall",
+    "mcall_other",
+    "schedule",
+    "findrunnable",
+    "stealwork",
+    "netpoll",
+    "gc",
+    "no_stack",
+)
+CPU_GRANULES_PER_WORD = 16
+MAX_STACK_DEPTH = 127
+STACK_BUFFER_WORDS = 128
+
+
+class CpuSamples(ctypes.Structure):
+    _fields_ = [("samples", u64 * CPU_CATEGORIES)]
+
+
+class CpuConfig(ctypes.Structure):
+    _fields_ = [
+        ("table_start", u64),
+        ("table_span", u64),
+        ("tgid", u32),
+        ("granule_shift", u32),
+        ("collect_stacks", u32),
+        ("reserved", u32),
+    ]
+
+
+class UserStack(ctypes.Structure):
+    _fields_ = [("pcs", u64 * STACK_BUFFER_WORDS)]
+
+
 class ReasonTable(ctypes.Structure):
     _fields_ = [("pcs", u64 * REASONS)]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
+from tracer.probes.cpu_plan import SamplerPlan
 from tracer.probes.plan import GROUP_ENTRY_POINTS, ProbePlan
 from tracer.probes.ringbuf import RingBufferReader
 from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI, create_link
@@ -52,6 +53,8 @@ class RawCounters:
     globals: tuple[int, ...]  # GlobalCounters words, summed over CPUs
     unknown_reason_pcs: dict[int, int]
     p_addresses: dict[int, int]  # P id -> address of its runtime.p, as the probes saw it
+    # P slot (the last: no P) -> on-CPU samples by category (layout.CPU_*); empty: no sampler
+    cpu_samples: tuple[tuple[int, ...], ...] = ()
 
 
 # Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
@@ -375,42 +378,95 @@ class LoadedProbes:
         )
 
 
-class StackProfiler:
-    """On-CPU stack sampling of one process (bpf/profile.bpf.c), attached only while sampling."""
+class CpuSampler:
+    """On-CPU samples of one process (bpf/profile.bpf.c): per P, counts by where in the
+    scheduler each sample was; while a capture window is open, the stacks themselves too.
 
-    def __init__(self, pid: int, frequency: int = 99) -> None:
+    One CPU-clock perf event per CPU, at `frequency` samples a second of each CPU's time; the
+    program returns at once for samples of other processes. The compiled program is shared by
+    samplers of the same plan (the target's tgid is in a map, not a -D flag)."""
+
+    def __init__(self, plan: SamplerPlan, frequency: int) -> None:
+        if os.geteuid() != 0:
+            raise TracerError(
+                "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
+            )
         bcc = _import_bcc()
         self._bcc = bcc
-        self.pid = pid
+        self._lib = bcc.libbcc.lib
+        self.plan = plan
         self.frequency = frequency
-        cflags = [f"-I{bpf_dir()}", f"-DTARGET_TGID={pid}", "-Wno-unused-function"]
-        try:
-            self._bpf = bcc.BPF(src_file=str(bpf_source("profile.bpf.c")).encode(), cflags=cflags)
-        except Exception as err:
-            raise TracerError(
-                f"could not load the stack sampler: {str(err).strip()[:300]}", EXIT_KERNEL
-            ) from None
+        key = ("profile.bpf.c", plan.defines)
+        self._bpf = _COMPILED.get(key)
+        if self._bpf is None:
+            cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
+            try:
+                self._bpf = bcc.BPF(src_file=str(bpf_source("profile.bpf.c")).encode(), cflags=cflags)
+            except Exception as err:
+                raise TracerError(
+                    f"could not load the CPU sampler: {str(err).strip()[:300]}", EXIT_KERNEL
+                ) from None
+            _COMPILED[key] = self._bpf
+        self._ncpu = len(bcc.utils.get_possible_cpus())
+        self._samples = self._bpf.get_table(b"cpu_samples")
+        self._config = layout.CpuConfig()
         self.running = False
 
-    def start(self) -> None:
-        self._bpf[b"stack_counts"].clear()
-        self._bpf.attach_perf_event(
-            ev_type=self._bcc.PerfType.SOFTWARE,
-            ev_config=self._bcc.PerfSWConfig.CPU_CLOCK,
-            fn_name=b"on_cpu_sample",
-            sample_freq=self.frequency,
+    def start(self, pid: int, load_bias: int) -> None:
+        """Count the samples of `pid`, whose text is loaded `load_bias` bytes from its link address."""
+        table = self.plan.table
+        functions = self._bpf.get_table(b"cpu_functions")
+        for index, word in enumerate(table.words):
+            functions[ctypes.c_int(index)] = ctypes.c_uint64(word)
+        self._samples.clear()  # a per-CPU array: zeroes every slot
+        self._config = layout.CpuConfig(
+            table_start=table.start + load_bias,
+            table_span=table.span,
+            tgid=pid,
+            granule_shift=table.granule_shift,
         )
+        self._write_config()
+        try:
+            self._bpf.attach_perf_event(
+                ev_type=self._bcc.PerfType.SOFTWARE,
+                ev_config=self._bcc.PerfSWConfig.CPU_CLOCK,
+                fn_name=b"on_cpu_sample",
+                sample_freq=self.frequency,
+            )
+        except Exception as err:
+            self._config.tgid = 0
+            self._write_config()
+            raise TracerError(
+                f"could not attach the CPU sampler's perf events: {str(err).strip()[:200]}", EXIT_KERNEL
+            ) from None
         self.running = True
 
-    def stop(self) -> None:
-        if self.running:
-            self._bpf.detach_perf_event(
-                ev_type=self._bcc.PerfType.SOFTWARE, ev_config=self._bcc.PerfSWConfig.CPU_CLOCK
-            )
-            self.running = False
+    def _write_config(self) -> None:
+        self._bpf.get_table(b"cpu_config")[ctypes.c_int(0)] = self._config
+
+    def read(self) -> tuple[tuple[int, ...], ...]:
+        """Samples so far: P slot (the last: no P) -> count per category (layout.CPU_*)."""
+        words = layout.CPU_CATEGORIES
+        buffer = (ctypes.c_uint64 * (words * self._ncpu))()
+        slots = []
+        for slot in range(self.plan.max_p + 1):
+            key = ctypes.c_int(slot)
+            if self._lib.bpf_lookup_elem(self._samples.map_fd, ctypes.byref(key), buffer) != 0:
+                slots.append((0,) * words)
+                continue
+            flat = memoryview(buffer).cast("B").cast("Q")
+            slots.append(tuple(sum(flat[word::words]) for word in range(words)))
+        return tuple(slots)
+
+    def collect_stacks(self, enabled: bool) -> None:
+        """Count whole stacks too (for a capture window); switching on starts from none."""
+        if enabled:
+            self._bpf[b"stack_counts"].clear()
+        self._config.collect_stacks = 1 if enabled else 0
+        self._write_config()
 
     def stacks(self) -> dict[tuple[int, ...], int]:
-        """User stacks (leaf first, as runtime PCs) -> samples."""
+        """User stacks (leaf first, as runtime PCs) -> samples, since collect_stacks(True)."""
         traces = self._bpf[b"stack_traces"]
         counts: dict[tuple[int, ...], int] = {}
         for key, value in self._bpf[b"stack_counts"].items():
@@ -421,6 +477,17 @@ class StackProfiler:
             counts[stack] = counts.get(stack, 0) + value.value
         return counts
 
+    def stop(self) -> None:
+        if self.running:
+            self._bpf.detach_perf_event(
+                ev_type=self._bcc.PerfType.SOFTWARE, ev_config=self._bcc.PerfSWConfig.CPU_CLOCK
+            )
+            self.running = False
+        self._config = layout.CpuConfig()
+        self._write_config()
+
     def close(self) -> None:
+        """Stop; the compiled program stays for a later sampler of the same plan."""
         self.stop()
-        self._bpf.cleanup()
+        self._bpf[b"stack_counts"].clear()
+        self._bpf[b"stack_traces"].clear()

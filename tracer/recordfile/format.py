@@ -1,5 +1,7 @@
-"""The record file format, version 1.1 (1.1 added the overhead budget: the header's
-`overhead_budget` and each frame's `sampled`; 1.0 files read as exact, unbudgeted traces).
+"""The record file format, version 1.2 (1.1 added the overhead budget: the header's
+`overhead_budget` and each frame's `sampled`; 1.0 files read as exact, unbudgeted traces. 1.2
+added the on-CPU samples: the header's `cpu_sample_hz` and each P's `cpu_samples`; older files
+read as traces without them).
 
     file    := prefix deflate-stream
     prefix  := magic "MCTRACE\\0" (8 bytes) | major u16 | minor u16 | flags u32   (little endian)
@@ -27,7 +29,7 @@ from tracer.collect.snapshot import PSample, Snapshot
 
 MAGIC = b"MCTRACE\x00"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 PREFIX = struct.Struct("<8sHHI")
 RECORD_HEAD = struct.Struct("<IB")
 RECORD_CRC = struct.Struct("<I")

@@ -13,6 +13,7 @@ from typing import Any
 
 from tracer.errors import EXIT_PERMISSION, NoTarget, TracerError, UnsupportedTarget
 from tracer.target import offsets_table
+from tracer.target.cpu_functions import cpu_functions
 from tracer.target.dwarf_offsets import DwarfUnavailable, read_dwarf_offsets
 from tracer.target.elfimage import ElfImage
 from tracer.target.functions import GoFunctions
@@ -73,6 +74,9 @@ class TargetInfo:
     wait_reasons: tuple[str, ...]  # runtime.waitReasonStrings, indexed by g.waitreason
     wait_reasons_source: str  # "binary", "table" or "unavailable"
     notes: tuple[str, ...] = field(default=())
+    # (start, end, category) of the functions the on-CPU sampler classifies samples by, link-time
+    # addresses (see cpu_functions.py)
+    cpu_functions: tuple[tuple[int, int, str], ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +120,10 @@ class TargetInfo:
             "wait_reasons": list(self.wait_reasons),
             "wait_reasons_source": self.wait_reasons_source,
             "notes": list(self.notes),
+            "cpu_functions": {
+                category: sum(1 for *_, name in self.cpu_functions if name == category)
+                for category in sorted({name for *_, name in self.cpu_functions})
+            },
         }
 
 
@@ -318,4 +326,5 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
         wait_reasons=wait_reasons,
         wait_reasons_source=wait_reasons_source,
         notes=tuple(notes),
+        cpu_functions=cpu_functions(functions.pclntab),
     )

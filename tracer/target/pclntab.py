@@ -170,6 +170,18 @@ class Pclntab:
                 size=self._code_size(funcoff, gap),
             )
 
+    def spans(self) -> Iterator[tuple[str, int, int]]:
+        """(name, entry, next entry) of every function: the address range a PC in it can have,
+        alignment padding included. Cheaper than iterating: no pc tables are decoded."""
+        ftab = self._ftab
+        for index in range(self.nfunc):
+            raw_entry, funcoff = ftab[index]
+            yield (
+                self._name_at(self._name_offset(funcoff)),
+                self._entry_address(raw_entry),
+                self._entry_address(ftab[index + 1][0]),
+            )
+
     @property
     def end_of_text(self) -> int:
         return self._entry_address(self._ftab[self.nfunc][0])
