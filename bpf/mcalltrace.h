@@ -126,7 +126,10 @@ struct mct_stack_key {
 #define MCT_CPU_GC 6           /* the garbage collector's functions (runtime.gc*, markroot, ...) */
 #define MCT_CPU_NO_STACK 7     /* the user stack could not be read */
 #define MCT_CPU_CATEGORIES 8
-/* In the function table only (never a sample's category): runtime.mcall itself. */
+/* In the function table only (never a sample's category): runtime.mcall itself, and the
+ * functions where Go's own unwinder stops because they switch stacks (runtime.gogo, which pprof
+ * shows as a root of its own): a sample in one is not under mcall. */
+#define MCT_CPU_ROOT 14
 #define MCT_CPU_MCALL 15
 
 /* Per P, summed over CPUs by user space: samples by category. */

@@ -86,6 +86,8 @@ static __always_inline u32 classify(struct mct_cpu_config *config, struct mct_us
         u32 category = function_category(config, pc);
         if (category == MCT_CPU_MCALL)
             return inner ? inner : MCT_CPU_MCALL_OTHER;
+        if (category == MCT_CPU_ROOT)
+            return MCT_CPU_OUTSIDE_MCALL;
         if (category != 0 && inner == 0)
             inner = category;
     }

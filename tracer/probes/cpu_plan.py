@@ -29,6 +29,7 @@ SAMPLER_OFFSETS = {
 }
 CATEGORY_CODES = {
     "mcall": layout.CPU_MCALL,
+    "root": layout.CPU_ROOT,
     "schedule": layout.CPU_SCHEDULE,
     "findrunnable": layout.CPU_FINDRUNNABLE,
     "stealwork": layout.CPU_STEALWORK,

@@ -111,6 +111,7 @@ CPU_NETPOLL = 5
 CPU_GC = 6
 CPU_NO_STACK = 7
 CPU_CATEGORIES = 8
+CPU_ROOT = 14  # the function table's code for functions Go's unwinder stops at (gogo)
 CPU_MCALL = 15  # the function table's code for runtime.mcall itself
 CPU_CATEGORY_NAMES = (
     "outside_mcall",

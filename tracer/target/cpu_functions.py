@@ -14,6 +14,10 @@ from collections.abc import Iterable
 from tracer.target.pclntab import Pclntab
 
 MCALL = "mcall"
+# Functions that switch stacks, where Go's unwinder stops and pprof shows a root of their own: a
+# sample in one is not under mcall, whatever the frame pointers say (gogo still has the
+# scheduler's frame pointer until it loads the goroutine's).
+ROOT = "root"
 # Sample categories under mcall, innermost first where they nest (stealWork and netpoll run
 # inside findRunnable, which runs inside schedule). Their order here is not significant; the
 # sampler takes the first categorized frame from the leaf.
@@ -21,6 +25,8 @@ CATEGORIES = ("schedule", "findrunnable", "stealwork", "netpoll", "gc")
 
 _BY_NAME = {
     "runtime.mcall": MCALL,
+    "runtime.gogo": ROOT,
+    "gogo": ROOT,  # gogo<>, the static half runtime.gogo jumps to
     "runtime.schedule": "schedule",
     "runtime.findRunnable": "findrunnable",
     "runtime.findrunnable": "findrunnable",
@@ -54,7 +60,8 @@ _GC_PREFIXES = (
 
 
 def category_of(name: str) -> str | None:
-    """The category of a function by its name (MCALL for runtime.mcall itself), or None."""
+    """The category of a function by its name (MCALL for runtime.mcall, ROOT for where the
+    unwinder stops), or None."""
     category = _BY_NAME.get(name)
     if category is not None:
         return category

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"runtime/trace"
 	"sync"
 	"time"
@@ -169,6 +170,46 @@ func paced(n int) {
 	done()
 }
 
+// profiled runs a scheduler-heavy mix for the given number of milliseconds under the program's
+// own CPU profiler (runtime/pprof, at its usual 100 Hz), writing the profile to path: on each of
+// GOMAXPROCS workers, goroutines parked and woken on channels, bursts of short goroutines that
+// other Ps steal, and plain computation.
+func profiled(milliseconds int, path string) {
+	waitForGo()
+	file, err := os.Create(path)
+	if err != nil {
+		panic(err)
+	}
+	if err := pprof.StartCPUProfile(file); err != nil {
+		panic(err)
+	}
+	deadline := time.Now().Add(time.Duration(milliseconds) * time.Millisecond)
+	var workers sync.WaitGroup
+	for worker := 0; worker < runtime.GOMAXPROCS(0); worker++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for time.Now().Before(deadline) {
+				pingPong(200)
+				var wg sync.WaitGroup
+				wg.Add(64)
+				for i := 0; i < 64; i++ {
+					go func() {
+						spin(3000)
+						wg.Done()
+					}()
+				}
+				wg.Wait()
+				spin(20000)
+			}
+		}()
+	}
+	workers.Wait()
+	pprof.StopCPUProfile()
+	file.Close()
+	done()
+}
+
 func runScenario(name string, count int, path string) bool {
 	switch name {
 	case "busy":
@@ -185,6 +226,8 @@ func runScenario(name string, count int, path string) bool {
 		churn(count)
 	case "paced":
 		paced(count)
+	case "profiled":
+		profiled(count, path)
 	case "gomaxprocs":
 		fmt.Println(runtime.GOMAXPROCS(0))
 	default:
