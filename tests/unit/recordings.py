@@ -21,6 +21,7 @@ HEADER = TraceHeader(
     hostname="host-a",
     tool_version="0.1.0",
     overhead_budget=0.02,
+    cpu_sample_hz=99,
 )
 
 
@@ -53,6 +54,13 @@ def sample(p: int, seed: int) -> PSample:
         runnext=rng.random() < 0.5,
         schedtick=rng.randint(0, 2**32 - 1),
         syscalltick=rng.randint(0, 2**32 - 1),
+        cpu_samples={
+            "outside_mcall": rng.randint(0, 60),
+            "schedule": rng.randint(0, 10),
+            "findrunnable": rng.randint(0, 20),
+            "stealwork": rng.randint(0, 10),
+            "mcall_other": rng.randint(0, 5),
+        },
     )
 
 
@@ -62,7 +70,9 @@ def snapshot(index: int, p_count: int = 8) -> Snapshot:
         time=HEADER.started + index,
         duration=1.0 + index / 1000,
         per_p=tuple(sample(p, index) for p in range(p_count)),
-        no_p=PSample(p=-1, mcall=3, mcall_by_reason={"exitsyscall0": 3}, migrations=2),
+        no_p=PSample(
+            p=-1, mcall=3, mcall_by_reason={"exitsyscall0": 3}, migrations=2, cpu_samples={"outside_mcall": 4}
+        ),
         wait_reasons={"chan receive": 1000 + index, "select": 50, "sync.Mutex.Lock": index},
         probe_hits={"mcall": 12345, "gogo": 12000, "findRunnable": 11000},
         read_errors=index % 2,

@@ -19,7 +19,10 @@ HEADER = TraceHeader(
     max_p=64,
     probes=("runtime.mcall+0 (emulated)",),
     started=0.0,
+    cpu_sample_hz=99,
 )
+# Each P: 99 samples an interval (busy all of it at 99 Hz), 40 of them under mcall.
+CPU_SAMPLES = {"outside_mcall": 59, "schedule": 10, "findrunnable": 20, "stealwork": 5, "mcall_other": 5}
 
 
 def _snapshot(index: int, p_count: int) -> Snapshot:
@@ -38,6 +41,7 @@ def _snapshot(index: int, p_count: int) -> Snapshot:
             migrations=p % 3,
             status="running" if p % 2 else "idle",
             runq_length=p % 7,
+            cpu_samples=CPU_SAMPLES,
         )
         for p in range(p_count)
     )
@@ -120,3 +124,34 @@ def test_sampled_counts_are_marked_as_estimates_with_the_budget() -> None:
     assert "sampled: mcall 1.2%, switch 2.0% attached" in line
     # exact: no marks at all
     assert "~" not in format_line(_snapshot(1, 4))
+
+
+def test_the_schedulers_cpu_share_and_its_parts() -> None:
+    text = _render(4)
+    # 40 of each P's 99 samples are under mcall; each part is a share of all the CPU
+    assert "mcall CPU 40.4%: sched 10.1 findR 20.2 steal 5.1 netp 0.0 GC 0.0 rest 5.1" in text
+    row = next(line for line in text.splitlines() if line.startswith("P2  "))
+    assert "40.4%" in row  # the per-P mcall% column
+    wide = _render(4, width=140, height=40)
+    assert "mcall CPU 40.4% of 4.00 cores: schedule 10.1 findRunnable 20.2 stealWork 5.1" in wide
+    assert "(3960 samples, last 10s)" in wide  # ten 1 s intervals of 4 x 99 samples
+    assert "100.0%" in next(line for line in wide.splitlines() if line.startswith("P2  "))  # cpu%
+    heat = _render(4, state=ViewState(metric_index=7))
+    assert "heat map: CPU under mcall" in heat and "max 40.4%" in heat
+    from tracer.sinks.lines import format_line
+
+    line = format_line(_snapshot(1, 4))
+    assert "mcall_cpu=40.4% (schedule=10.1% findrunnable=20.2% stealwork=5.1%" in line
+    assert "mcall_other=5.1%; 396 samples)" in line
+
+
+def test_without_the_sampler_the_cpu_line_says_so() -> None:
+    from dataclasses import replace
+
+    history = History()
+    history.add(_snapshot(0, 2))
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, height=24, color_system=None).print(
+        live_renderable(replace(HEADER, cpu_sample_hz=0), history, ViewState(), 80, 24)
+    )
+    assert "mcall CPU not sampled (--cpu-sample-hz 0)" in buffer.getvalue()

@@ -92,6 +92,19 @@ def test_series_match_the_totals_of_the_same_snapshots() -> None:
     attached = {sample.labels["group"]: sample.value for sample in samples["mcalltrace_probe_attached_ratio"]}
     assert attached == {"mcall": 1.0, "switch": 1.0, "steal": 1.0}  # snapshot 3 was exact
 
+    # CPU time from on-CPU samples: samples / Hz, per P and part; the share under mcall over the
+    # last ten seconds (all three snapshots here), as the summary's totals say.
+    cpu = {(s.labels["p"], s.labels["part"]): s.value for s in samples["go_sched_cpu_seconds_total"]}
+    for p, total in summary.per_p.items():
+        for part, count in total.cpu_samples.items():
+            assert cpu[(str(p), part)] == pytest.approx(count / 99)
+    assert cpu[("none", "outside_mcall")] == pytest.approx(summary.no_p.cpu_samples["outside_mcall"] / 99)
+    (ratio,) = samples["go_sched_mcall_cpu_ratio"]
+    assert ratio.value == pytest.approx(summary.totals.mcall_cpu_share)
+    assert 0.1 < ratio.value < 0.9
+    (frequency,) = samples["mcalltrace_cpu_sample_frequency_hertz"]
+    assert frequency.value == 99
+
 
 def test_a_taken_port_is_one_clear_error() -> None:
     first = PrometheusSink("127.0.0.1:0")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.conftest import run_cli
 from tests.unit.recordings import HEADER, snapshot
+from tracer.collect.metrics import METRICS
 from tracer.collect.summary import Summary
 from tracer.export import to_chrome, write_csv
 from tracer.recordfile.reader import read_recording
@@ -81,7 +82,7 @@ def test_chrome_export_has_a_track_per_p_per_metric_and_the_capture(tmp_path: Pa
     assert {f"P{p}" for p in range(6)} <= threads
     counters = {event["name"] for event in events if event["ph"] == "C"}
     assert "P0 mcall/s" in counters and "P5 steal failure rate" in counters
-    assert len(counters) == 6 * 7
+    assert len(counters) == 6 * len(METRICS)
     assert any(event["ph"] == "X" and event["name"].startswith("capture:") for event in events)
     instants = [event for event in events if event["ph"] == "i"]
     assert {event["name"] for event in instants} == {"steal fail P1<-P4", "mcall park_m"}

@@ -34,6 +34,8 @@ METRICS: tuple[Metric, ...] = (
         "%",
         lambda sample, seconds: min(1.0, sample.findrunnable_ns / 1e9 / seconds) if seconds > 0 else None,
     ),
+    # Share of the P's on-CPU samples with runtime.mcall on the stack: the scheduler's CPU.
+    Metric("mcall_cpu_share", "CPU under mcall", "%", lambda sample, _s: sample.mcall_cpu_share),
 )
 
 METRIC_BY_KEY = {metric.key: metric for metric in METRICS}

@@ -6,7 +6,8 @@ import json
 import sys
 from typing import TextIO
 
-from tracer.collect.snapshot import Snapshot, TraceHeader
+from tracer.collect.cpu_share import snapshot_cpu_share
+from tracer.collect.snapshot import CPU_UNDER_MCALL, Snapshot, TraceHeader
 from tracer.collect.summary import Summary
 from tracer.views.units import ESTIMATE_MARK, percent, sampling_text
 
@@ -34,6 +35,13 @@ def format_line(snapshot: Snapshot) -> str:
         parts.append(f"global_runq={runtime.global_runq}")
     if runtime.idle_ps is not None:
         parts.append(f"idle_ps={runtime.idle_ps} spinning={runtime.spinning_ms}")
+    share = snapshot_cpu_share(snapshot)
+    if share.samples:
+        parts.append(
+            f"mcall_cpu={percent(share.mcall_share)} ("
+            + " ".join(f"{part}={percent(share.part_share(part))}" for part in CPU_UNDER_MCALL)
+            + f"; {share.samples} samples)"
+        )
     parts.append(f"cost={percent(snapshot.cost.share_of_target)} of target CPU")
     if snapshot.sampled:
         parts.append(f"sampled: {sampling_text(snapshot.sampled)} attached")
@@ -56,6 +64,11 @@ class PlainLineSink:
                 if header.overhead_budget is not None
                 else "no overhead budget (exact counts)"
             )
+            + (
+                f", on-CPU samples at {header.cpu_sample_hz} Hz"
+                if header.cpu_sample_hz
+                else ", no on-CPU samples"
+            )
         )
 
     def update(self, snapshot: Snapshot) -> None:
@@ -73,6 +86,7 @@ class PlainLineSink:
             f"mcalltrace: {reason}; {summary.intervals} intervals, mcall={totals.mcall} "
             f"switches={totals.switches} steal_attempts={totals.steal_attempts} "
             f"steal_failures={totals.steal_failures} migrations={totals.migrations}"
+            + (f" mcall_cpu={percent(totals.mcall_cpu_share)}" if totals.cpu_samples else "")
         )
 
 

@@ -10,14 +10,17 @@ conventions: a `go_sched_` prefix, `_total` for counters, seconds for time.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from tracer.collect.cpu_share import recent_cpu_share
 from tracer.collect.snapshot import NO_P, P_STATUS_NAMES, PSample, Snapshot, TraceHeader
 from tracer.collect.summary import Summary
 from tracer.errors import EXIT_USAGE, TracerError
 
 DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
+CPU_SHARE_SECONDS = 10.0  # go_sched_mcall_cpu_ratio's window, as the live UI's
 
 # PSample counter -> (metric name without _total, help)
 _COUNTERS = {
@@ -69,6 +72,8 @@ class PrometheusSink:
         self._per_p: dict[int, PSample] = {}
         self._latest: Snapshot | None = None
         self._budget: float | None = None
+        self._sample_hz = 0
+        self._recent: deque[Snapshot] = deque(maxlen=64)  # for the CPU share over the last 10 s
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         try:
@@ -90,6 +95,8 @@ class PrometheusSink:
             self._per_p = {}
             self._latest = None
             self._budget = header.overhead_budget
+            self._sample_hz = header.cpu_sample_hz
+            self._recent.clear()
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -97,6 +104,7 @@ class PrometheusSink:
                 previous = self._per_p.get(sample.p)
                 self._per_p[sample.p] = sample if previous is None else previous.plus(sample)
             self._latest = snapshot
+            self._recent.append(snapshot)
 
     def finish(self, summary: Summary, reason: str) -> None:
         pass  # the totals stay served until stop(): a last scrape sees the whole trace
@@ -107,6 +115,46 @@ class PrometheusSink:
 
     # ---- the collector (called by prometheus_client at each scrape) ---------------------------
 
+    def _cpu_families(
+        self,
+        base: list[str],
+        base_values: list[str],
+        per_p: dict[int, PSample],
+        recent: list[Snapshot],
+        sample_hz: int,
+    ) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        seconds = CounterMetricFamily(
+            "go_sched_cpu_seconds",
+            "The target's CPU time by P and by where it went, estimated from on-CPU samples "
+            "(samples / mcalltrace_cpu_sample_frequency_hertz): under runtime.mcall in schedule, "
+            "findrunnable, stealwork, netpoll, gc or mcall_other (the rest), else outside_mcall; "
+            "no_stack when the stack could not be read.",
+            labels=[*base, "p", "part"],
+        )
+        for p, sample in sorted(per_p.items()):
+            for part, count in sorted(sample.cpu_samples.items()):
+                seconds.add_metric([*base_values, _p_label(p), part], count / sample_hz)
+        yield seconds
+        share = recent_cpu_share(recent, sample_hz, CPU_SHARE_SECONDS)
+        ratio = GaugeMetricFamily(
+            "go_sched_mcall_cpu_ratio",
+            f"Share of the target's CPU under runtime.mcall (the scheduler on g0, pprof's "
+            f"runtime.mcall cum%) over the last {CPU_SHARE_SECONDS:g} s.",
+            labels=base,
+        )
+        if share.mcall_share is not None:
+            ratio.add_metric(base_values, share.mcall_share)
+        yield ratio
+        frequency = GaugeMetricFamily(
+            "mcalltrace_cpu_sample_frequency_hertz",
+            "On-CPU samples a second of each CPU's time.",
+            labels=base,
+        )
+        frequency.add_metric(base_values, sample_hz)
+        yield frequency
+
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -115,6 +163,8 @@ class PrometheusSink:
             per_p = dict(self._per_p)
             latest = self._latest
             budget = self._budget
+            sample_hz = self._sample_hz
+            recent = list(self._recent)
         if not labels:
             return
         base = list(labels)
@@ -154,6 +204,9 @@ class PrometheusSink:
             buckets.append(("+Inf", sample.findrunnable_timed))
             histogram.add_metric([*base_values, _p_label(p)], buckets, sample.findrunnable_ns / 1e9)
         yield histogram
+
+        if sample_hz > 0:
+            yield from self._cpu_families(base, base_values, per_p, recent, sample_hz)
 
         if latest is not None:
             runq = GaugeMetricFamily(

@@ -1,10 +1,10 @@
 """The live screen as a pure function of (header, history, view state): rich renderables only.
 
 Layout, top to bottom: a header (target, GOMAXPROCS, threads, interval, the tracer's estimated
-cost), the scheduler-wide line, a heat map (one row per P, one column per interval, shaded by the
-selected metric), the per-P table, then the steal-failure sparkline, mcall reasons and top wait
-reasons. It fits 80x24 and uses more room when there is more; with many Ps the heat map folds
-several Ps into a row and the table scrolls.
+cost), the scheduler-wide line, the scheduler's CPU share (from on-CPU samples), a heat map (one
+row per P, one column per interval, shaded by the selected metric), the per-P table, then the
+steal-failure sparkline, mcall reasons and top wait reasons. It fits 80x24 and uses more room
+when there is more; with many Ps the heat map folds several Ps into a row and the table scrolls.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tracer.collect.cpu_share import PART_LABELS, recent_cpu_share
 from tracer.collect.history import History
 from tracer.collect.metrics import METRICS, Metric
 from tracer.collect.snapshot import PSample, Snapshot, TraceHeader
@@ -99,6 +100,46 @@ def scheduler_line(latest: Snapshot | None) -> Text:
     return Text(" · ".join(parts))
 
 
+CPU_WINDOW_SECONDS = 10.0
+
+
+# Part labels for narrow terminals (the wide ones are cpu_share.PART_LABELS).
+_SHORT_PART_LABELS = {
+    "schedule": "sched",
+    "findrunnable": "findR",
+    "stealwork": "steal",
+    "netpoll": "netp",
+    "gc": "GC",
+    "mcall_other": "rest",
+}
+
+
+def cpu_line(header: TraceHeader, history: History, width: int = 80) -> Text:
+    """The share of the target's CPU under runtime.mcall over the last ten seconds, and its parts
+    (each a share of all the target's CPU, so they add up to the first figure)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("mcall CPU ", style="bold")
+    if header.cpu_sample_hz <= 0:
+        text.append("not sampled (--cpu-sample-hz 0)", style="dim")
+        return text
+    share = recent_cpu_share(list(history.snapshots), header.cpu_sample_hz, CPU_WINDOW_SECONDS)
+    if not share.samples:
+        text.append("no samples yet", style="dim")
+        return text
+    wide = width >= 120
+    text.append(percent(share.mcall_share), style="bold cyan")
+    if wide and share.cores is not None:
+        text.append(f" of {share.cores:.2f} cores")
+    text.append(": ")
+    labels = PART_LABELS if wide else _SHORT_PART_LABELS
+    text.append(
+        " ".join(f"{label} {100 * (share.part_share(part) or 0):.1f}" for part, label in labels.items())
+    )
+    if wide:
+        text.append(f"  ({share.samples} samples, last {CPU_WINDOW_SECONDS:g}s)", style="dim")
+    return text
+
+
 def _fold(p_ids: list[int], rows: int) -> list[list[int]]:
     """Groups of consecutive Ps, at most `rows` groups."""
     if rows <= 0:
@@ -164,6 +205,8 @@ TABLE_COLUMNS = (
     ("runq", 0),
     ("mcall/s", 0),
     ("top reason", 110),
+    ("cpu%", 120),
+    ("mcall%", 0),
     ("sw/s", 0),
     ("findR/s", 100),
     ("steal/s", 0),
@@ -175,7 +218,9 @@ TABLE_COLUMNS = (
 _LEFT = ("P", "status", "top reason")
 
 
-def per_p_table(latest: Snapshot | None, state: ViewState, rows: int, width: int = 80) -> Table:
+def per_p_table(
+    latest: Snapshot | None, state: ViewState, rows: int, width: int = 80, sample_hz: int = 0
+) -> Table:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", expand=False)
     columns = [name for name, minimum in TABLE_COLUMNS if width >= minimum]
     for name in columns:
@@ -186,14 +231,14 @@ def per_p_table(latest: Snapshot | None, state: ViewState, rows: int, width: int
     start = min(state.table_offset, max(0, len(samples) - rows))
     shown = samples[start : start + rows]
     for sample in shown:
-        row = _p_row(sample, latest)
+        row = _p_row(sample, latest, sample_hz)
         table.add_row(*(row[name] for name in columns))
     if len(samples) > len(shown) and shown:
         table.caption = f"P{shown[0].p}-P{shown[-1].p} of {len(samples)}; up/down scroll"
     return table
 
 
-def _p_row(sample: PSample, snapshot: Snapshot) -> dict[str, str]:
+def _p_row(sample: PSample, snapshot: Snapshot, sample_hz: int) -> dict[str, str]:
     seconds = snapshot.duration
 
     def rate(field_name: str) -> str:
@@ -205,12 +250,15 @@ def _p_row(sample: PSample, snapshot: Snapshot) -> dict[str, str]:
     top = max(sample.mcall_by_reason.items(), key=lambda item: item[1], default=None)
     top_reason = f"{top[0]} {100 * top[1] / sample.mcall:.0f}%" if top and sample.mcall else "-"
     idle = min(1.0, sample.findrunnable_ns / 1e9 / seconds) if seconds > 0 else None
+    cpu_busy = sample.cpu_sample_count / sample_hz / seconds if sample_hz > 0 and seconds > 0 else None
     return {
         "P": f"P{sample.p}",
         "status": sample.status or "?",
         "runq": "-" if sample.runq_length is None else str(sample.runq_length),
         "mcall/s": rate("mcall"),
         "top reason": top_reason,
+        "cpu%": percent(cpu_busy),
+        "mcall%": percent(sample.mcall_cpu_share),
         "sw/s": rate("switches"),
         "findR/s": rate("findrunnable"),
         "steal/s": rate("steal_attempts"),
@@ -275,14 +323,15 @@ def live_renderable(
     """The whole screen for a terminal of width x height."""
     latest = history.latest
     p_count = len(latest.per_p) if latest else 0
-    fixed = 2 + 1 + 1 + 3 + 1  # header, scheduler line, heat map title, footer, table header
+    fixed = 2 + 1 + 1 + 1 + 3 + 1  # header, scheduler and CPU lines, heat map title, footer, table header
     spare = max(4, height - fixed - 1)
     heat_rows = max(2, min(p_count or 2, spare // 2))
     table_rows = max(2, spare - heat_rows)
     return Group(
         header_renderable(header, latest, state),
         scheduler_line(latest),
+        cpu_line(header, history, width),
         heatmap_renderable(history, state, width, heat_rows),
-        per_p_table(latest, state, table_rows, width),
+        per_p_table(latest, state, table_rows, width, header.cpu_sample_hz),
         footer_renderable(history, state, width),
     )
