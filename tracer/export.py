@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tracer.collect.metrics import METRICS
-from tracer.collect.snapshot import COUNTER_FIELDS, PSample
+from tracer.collect.snapshot import COUNTER_FIELDS, CPU_CATEGORIES, PSample
 from tracer.recordfile.reader import Recording
 
 _PROCESS = 1
@@ -126,6 +126,7 @@ def write_csv(recording: Recording, stream: TextIO) -> None:
         if column not in columns:
             columns.append(column)
             metrics.append(metric)
+    columns += [f"cpu_samples_{category}" for category in CPU_CATEGORIES]
     writer.writerow(columns)
     for frame in recording.frames:
         samples: list[PSample] = [*frame.per_p, frame.no_p]
@@ -141,5 +142,6 @@ def write_csv(recording: Recording, stream: TextIO) -> None:
                     "" if sample.runq_length is None else sample.runq_length,
                     *(getattr(sample, name) for name in _CSV_COUNTERS),
                     *("" if value is None else f"{value:.6g}" for value in values),
+                    *(sample.cpu_samples.get(category, 0) for category in CPU_CATEGORIES),
                 ]
             )

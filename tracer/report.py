@@ -9,6 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from tracer.collect.cpu_share import PART_LABELS, cpu_share
 from tracer.collect.summary import Summary
 from tracer.recordfile.reader import Recording
 from tracer.views.units import percent, sampling_text
@@ -69,9 +70,20 @@ def report_data(recording: Recording) -> dict[str, Any]:
             "steal_failure_rate": sample.steal_failure_rate,
             "migrations_per_s": sample.migrations / duration,
             "findrunnable_share": min(1.0, sample.findrunnable_ns / 1e9 / duration),
+            "mcall_cpu_share": sample.mcall_cpu_share,
         }
         for p, sample in sorted(summary.per_p.items())
     ]
+    sample_hz = recording.header.cpu_sample_hz
+    share = cpu_share((*summary.per_p.values(), summary.no_p), sample_hz, summary.duration)
+    scheduler_cpu = {
+        "sample_hz": sample_hz,
+        "samples": share.samples,
+        "target_cores": share.cores,
+        "mcall_share": share.mcall_share,
+        # each part as a share of all the target's CPU: they add up to mcall_share
+        "parts": {part: share.part_share(part) for part in PART_LABELS},
+    }
     return {
         **summary.to_json(),
         "end_reason": (recording.end or {}).get("end_reason", "cut short"),
@@ -82,6 +94,7 @@ def report_data(recording: Recording) -> dict[str, Any]:
             "header": recording.header.to_json(),
         },
         "per_p_rates": per_p_rates,
+        "scheduler_cpu": scheduler_cpu,
         "steal_failure_over_time": failure_over_time,
         "worst_intervals": worst,
         "runq_imbalance": {
@@ -136,8 +149,25 @@ def report_renderable(data: dict[str, Any]) -> Group:
                 f"({sampling_text(data['sampled'])}); their counts are estimates scaled from what was seen",
             )
         )
+    scheduler_cpu = data["scheduler_cpu"]
+    if scheduler_cpu["samples"]:
+        cores = scheduler_cpu["target_cores"]
+        lines.append(
+            Text.assemble(
+                ("scheduler CPU ", "bold"),
+                f"{percent(scheduler_cpu['mcall_share'])} of the target's CPU"
+                + (f" ({cores:.2f} cores)" if cores is not None else "")
+                + " under runtime.mcall: "
+                + ", ".join(
+                    f"{label} {percent(scheduler_cpu['parts'][part])}" for part, label in PART_LABELS.items()
+                )
+                + f" ({scheduler_cpu['samples']} samples at {scheduler_cpu['sample_hz']} Hz)",
+            )
+        )
+    elif not scheduler_cpu["sample_hz"]:
+        lines.append(Text.assemble(("scheduler CPU ", "bold"), "not sampled in this recording"))
     table = Table(title="Per P", title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for column in ("P", "mcall/s", "switch/s", "steal/s", "fail%", "migr/s", "findR time"):
+    for column in ("P", "mcall/s", "switch/s", "steal/s", "fail%", "migr/s", "findR time", "mcall CPU"):
         table.add_column(column, justify="left" if column == "P" else "right")
     for row in data["per_p_rates"]:
         table.add_row(
@@ -148,6 +178,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
             percent(row["steal_failure_rate"]),
             f"{row['migrations_per_s']:.1f}",
             percent(row["findrunnable_share"]),
+            percent(row["mcall_cpu_share"]),
         )
     lines.append(table)
     reasons = sorted(totals["mcall_by_reason"].items(), key=lambda item: -item[1])

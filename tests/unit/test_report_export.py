@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
 from tests.unit.recordings import HEADER, snapshot
 from tracer.collect.metrics import METRICS
@@ -68,8 +70,17 @@ def test_report_json_is_the_live_summary_plus_extras(tmp_path: Path) -> None:
     assert rates == sorted(rates, reverse=True)
     assert data["runq_imbalance"]["worst_spread"] >= data["runq_imbalance"]["mean_spread"]
     assert data["captures"][0]["trigger"] == "steal_failure_rate>5%"
+    cpu = data["scheduler_cpu"]
+    totals = summary.totals
+    assert cpu["sample_hz"] == 99 and cpu["samples"] == totals.cpu_sample_count
+    assert cpu["mcall_share"] == totals.mcall_cpu_share
+    assert sum(cpu["parts"].values()) == pytest.approx(cpu["mcall_share"])
+    assert cpu["parts"]["stealwork"] == totals.cpu_samples["stealwork"] / totals.cpu_sample_count
+    assert cpu["target_cores"] == totals.cpu_sample_count / 99 / summary.duration
     text = run_cli("report", str(path))
     assert text.returncode == 0 and "Per P" in text.stdout and "captures steal_failure_rate>5%" in text.stdout
+    share = f"{100 * totals.mcall_cpu_share:.1f}%"
+    assert f"scheduler CPU {share} of the target's CPU" in text.stdout
 
 
 def test_chrome_export_has_a_track_per_p_per_metric_and_the_capture(tmp_path: Path) -> None:
@@ -99,3 +110,7 @@ def test_csv_export_has_a_row_per_p_per_interval(tmp_path: Path) -> None:
     assert first["p"] == "0" and int(first["mcall"]) == snapshot(1, 6).per_p[0].mcall
     assert float(first["mcall_per_s"]) == round(snapshot(1, 6).per_p[0].mcall / 1.001, 1)
     assert len(rows[0]) == len(set(rows[0]))
+    expected = snapshot(1, 6).per_p[0]
+    assert int(first["cpu_samples_stealwork"]) == expected.cpu_samples["stealwork"]
+    assert int(first["cpu_samples_netpoll"]) == 0
+    assert float(first["mcall_cpu_share"]) == pytest.approx(expected.mcall_cpu_share, rel=1e-5)

@@ -57,6 +57,7 @@ WAIT_REASONS_GROUP = "mcall"  # Snapshot.wait_reasons come from mcall's probe
 CPU_UNDER_MCALL = ("schedule", "findrunnable", "stealwork", "netpoll", "gc", "mcall_other")
 CPU_OUTSIDE_MCALL = "outside_mcall"
 CPU_NO_STACK = "no_stack"  # on CPU, but its user stack could not be read
+CPU_CATEGORIES = (CPU_OUTSIDE_MCALL, *CPU_UNDER_MCALL, CPU_NO_STACK)
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
