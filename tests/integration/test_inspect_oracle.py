@@ -24,7 +24,9 @@ from tests.conftest import (
 )
 from tests.integration.go_oracle import go_asm_h, instructions_after_calls, nm, objdump, version_m
 from tracer.errors import EXIT_UNSUPPORTED
+from tracer.probes.cpu_plan import CATEGORY_CODES, build_cpu_table
 from tracer.target import offsets_table
+from tracer.target.cpu_functions import category_of
 from tracer.target.elfimage import ElfImage
 from tracer.target.fields import FIELDS
 from tracer.target.functions import GoFunctions, canonical_name
@@ -323,3 +325,25 @@ def test_non_root_user_gets_one_line(go_programs: GoPrograms) -> None:
         process.stdin.close()
         process.wait(timeout=10)
     assert_one_line_error(result, rf"pid {process.pid}: permission denied .*run as root")
+
+
+@pytest.mark.parametrize("mode", ["default", "pie", "cgo"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_cpu_sampler_table_matches_go_tool_nm(go_programs: GoPrograms, version: str, mode: str) -> None:
+    """Every function `go tool nm` lists has, at its first and last byte, the sampler category
+    its name gives: the table built from .gopclntab neither misses nor bleeds into neighbours."""
+    binary = go_programs.build(version, mode)
+    info = inspected(binary)
+    table = build_cpu_table(info.cpu_functions)
+    symbols = nm(toolchain_or_skip(version), binary)
+    checked = set()
+    for symbol, (address, size, kind) in symbols.items():
+        if kind not in "Tt" or size == 0:
+            continue
+        category = category_of(canonical_name(symbol))
+        expected = CATEGORY_CODES[category] if category else 0
+        assert table.category_at(address) == expected, symbol
+        assert table.category_at(address + size - 1) == expected, symbol
+        if category:
+            checked.add(category)
+    assert {"mcall", "root", "schedule", "findrunnable", "stealwork", "netpoll", "gc"} <= checked
