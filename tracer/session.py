@@ -431,6 +431,7 @@ class LiveSource:
             target_cpu_fraction=snapshot.cost.target_cpu_fraction,
             probe_cpu_fraction=snapshot.cost.cpu_fraction,
             window_costs=window_costs,
+            sampler_cpu_fraction=snapshot.cost.sampler_cpu_fraction,
         )
 
     def _look(self) -> float:

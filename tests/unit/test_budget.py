@@ -67,6 +67,17 @@ def test_a_hot_group_is_sampled_to_fit_and_the_cheap_ones_stay_exact() -> None:
     assert controller.estimated_cost == pytest.approx(0.02)
 
 
+def test_the_samplers_cost_comes_off_what_the_probes_may_spend() -> None:
+    controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
+    hits = {"mcall": 1_000_000, "gogo": 2000, "findRunnable": 2000, "runqsteal": 100, "runqsteal_ret": 100}
+    step = _step(hits, dict.fromkeys(GROUPS, 1.0), target=2.0, probes=1.0)
+    duties = controller.observe(replace(step, sampler_cpu_fraction=0.004))
+    # 2% of the target's own 1.0 core, less the sampler's 4 ms/s
+    assert controller.allowed == pytest.approx(0.016)
+    assert controller.estimated_cost == pytest.approx(0.016)
+    assert duties["mcall"] < 0.016
+
+
 def test_an_idle_target_is_never_sampled_below_the_floor() -> None:
     controller = BudgetController(0.02, COSTS, GROUPS, 1.0)
     hits = {"mcall": 1500, "gogo": 1500, "findRunnable": 1500}  # 4.5 ms/s of probes

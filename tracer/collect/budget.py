@@ -69,10 +69,13 @@ class StepMeasurement:
     probe_hits: Mapping[str, int]  # hits that happened, by probe
     attached_seconds: Mapping[str, float]  # by group
     target_cpu_fraction: float | None  # cores the target used, probes included
-    probe_cpu_fraction: float  # cores its probes cost (estimated)
+    probe_cpu_fraction: float  # cores its probes and the on-CPU sampler cost (estimated)
     # By group: CPU-seconds of probes per second attached, measured over its windows alone
     # (preferred: a step that began at full cost while idle would understate a load).
     window_costs: Mapping[str, float] = field(default_factory=dict)
+    # Cores the on-CPU sampler costs (part of probe_cpu_fraction): fixed by its rate, so it comes
+    # off what the probes may spend.
+    sampler_cpu_fraction: float = 0.0
 
 
 class BudgetController:
@@ -124,7 +127,7 @@ class BudgetController:
         if step.target_cpu_fraction is not None:
             # The probes' cost is charged to the target's threads: its own work is the rest.
             base_cpu = max(step.target_cpu_fraction - step.probe_cpu_fraction, 0.0)
-        self.allowed = max(self.budget * base_cpu, FLOOR_SECONDS_PER_SECOND)
+        self.allowed = max(self.budget * base_cpu - step.sampler_cpu_fraction, FLOOR_SECONDS_PER_SECOND)
         self.duties = self._allocate()
         return dict(self.duties)
 

@@ -19,6 +19,12 @@ from tracer.probes.plan import ProbePlan
 EMULATED_HIT_SECONDS = 1.1e-6
 STEPPED_HIT_SECONDS = 10.0e-6
 TRACEPOINT_HIT_SECONDS = 0.15e-6
+# Seconds of the target's CPU one on-CPU sample costs: the timer interrupt, the kernel's walk of
+# the user stack and the BPF program (2-4 µs of it, from the kernel's BPF run-time statistics).
+# Measured end to end by scripts/bench_sampler.py (target CPU time with the sampler at 20 kHz
+# less without, over the samples) on this kind of machine, a VM where each timer interrupt is
+# dear: 20 µs, so 0.2% of a busy CPU at the default 99 Hz.
+SAMPLE_SECONDS = 20e-6
 
 _P = layout.P_COUNTER_SLICES
 _G = layout.GLOBAL_COUNTER_SLICES
@@ -218,6 +224,7 @@ class Collector:
             wait_factor = factors.get(WAIT_REASONS_GROUP, 1.0)
             wait_reasons = {name: round(count * wait_factor) for name, count in wait_reasons.items()}
         probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
+        sampler_seconds = sum(sample.cpu_sample_count for sample in (*per_p, no_p)) * SAMPLE_SECONDS
 
         cpu = self.runtime.cpu_seconds() if self.runtime else None
         target_fraction = None
@@ -239,8 +246,9 @@ class Collector:
             read_errors=global_delta[_G["read_errors"]][0],
             runtime=runtime,
             cost=Cost(
-                cpu_fraction=probe_seconds / duration if duration > 0 else 0.0,
+                cpu_fraction=(probe_seconds + sampler_seconds) / duration if duration > 0 else 0.0,
                 target_cpu_fraction=target_fraction,
+                sampler_cpu_fraction=sampler_seconds / duration if duration > 0 else 0.0,
             ),
             sampled=sampled,
         )

@@ -207,10 +207,12 @@ class RuntimeState:
 
 @dataclass(frozen=True)
 class Cost:
-    """The tracer's estimated cost to the target: probe hits times the cost of each hit."""
+    """The tracer's estimated cost to the target: probe hits times the cost of each hit, plus
+    on-CPU samples times the cost of each sample."""
 
-    cpu_fraction: float  # CPU-seconds per second spent in probes (fraction of one core)
+    cpu_fraction: float  # CPU-seconds per second spent in probes and sampling (fraction of one core)
     target_cpu_fraction: float | None  # the target's own CPU use over the interval (cores)
+    sampler_cpu_fraction: float = 0.0  # the part of cpu_fraction the on-CPU sampler costs
 
     @property
     def share_of_target(self) -> float | None:
@@ -266,7 +268,11 @@ class Snapshot:
             probe_hits=dict(data.get("probe_hits", {})),
             read_errors=data.get("read_errors", 0),
             runtime=RuntimeState(**known_fields(RuntimeState, data.get("runtime", {}))),
-            cost=Cost(cost.get("cpu_fraction", 0.0), cost.get("target_cpu_fraction")),
+            cost=Cost(
+                cost.get("cpu_fraction", 0.0),
+                cost.get("target_cpu_fraction"),
+                cost.get("sampler_cpu_fraction", 0.0),
+            ),
             sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
         )
 
@@ -286,6 +292,7 @@ class Snapshot:
             "cost": {
                 "cpu_fraction": self.cost.cpu_fraction,
                 "target_cpu_fraction": self.cost.target_cpu_fraction,
+                "sampler_cpu_fraction": self.cost.sampler_cpu_fraction,
                 "share_of_target": self.cost.share_of_target,
             },
             "sampled": dict(self.sampled),
@@ -374,6 +381,7 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
     cost = Cost(
         cpu_fraction=weighted([(s.cost.cpu_fraction, s.duration) for s in snapshots]) or 0.0,
         target_cpu_fraction=weighted([(s.cost.target_cpu_fraction, s.duration) for s in snapshots]),
+        sampler_cpu_fraction=weighted([(s.cost.sampler_cpu_fraction, s.duration) for s in snapshots]) or 0.0,
     )
     return Snapshot(
         index=index,
