@@ -19,7 +19,7 @@ from tracer.collect.collector import Collector
 from tracer.collect.snapshot import Cost, PSample, RuntimeState, Snapshot, merge_snapshots
 from tracer.collect.summary import Summary
 from tracer.errors import TracerError
-from tracer.probes.duty import DutyCycler
+from tracer.probes.duty import DutyCycler, _Span
 from tracer.triggers import TriggerEngine, parse_trigger
 
 from .test_collect import _plan, _raw
@@ -277,3 +277,23 @@ def test_duty_cycler_opens_one_window_a_step_and_accounts_for_it() -> None:
     assert 0.15 <= attached <= 0.30
     assert always == pytest.approx((end - start) / 1e9)
     assert not [event for event in probes.events if event[0] == "switch"]
+
+
+def test_work_share_counts_a_span_from_the_steps_own_progress() -> None:
+    """A span always attached since before the step, in which a load starts: its part of the step
+    is the work from the step's start to its close, however little time that was; a window
+    inside the step counts its own work; a span still open counts up to the step's end."""
+    cycler = DutyCycler(
+        _FakeProbes(), ("mcall",), 1.0, attached_since_ns=0, origin_ns=0, progress_at_attach={0: 0}
+    )
+    spans = cycler._timeline["mcall"]
+    spans[0].detached_ns, spans[0].progress_out = 2_000, {0: 1_000}  # idle until 1 000, then a load
+    window = _Span(5_000, {0: 5_000})
+    window.detached_ns, window.progress_out = 5_100, {0: 5_100}
+    spans.append(window)
+    spans.append(_Span(9_000, {0: 9_900}))  # open at the step's end
+    share = cycler.attached_share("mcall", 1_000, 10_000, {0: 900}, {0: 10_000})
+    # (1 000 - 900) + (5 100 - 5 000) + (10 000 - 9 900) of 9 100 time slices
+    assert share == pytest.approx(300 / 9_100)
+    # without progress, by time: 1 000 + 100 + 1 000 of 9 000 ns
+    assert cycler.attached_share("mcall", 1_000, 10_000, None, None) == pytest.approx(2_100 / 9_000)

@@ -129,14 +129,18 @@ class DutyCycler:
                 overlap = span.overlap_ns(start_ns, end_ns)
                 if overlap <= 0:
                     continue
-                ticks_in = span.progress_in
-                ticks_out = span.progress_out if span.detached_ns is not None else end_progress
-                out_ns = span.detached_ns if span.detached_ns is not None else end_ns
-                if ticks_in is None or ticks_out is None or out_ns <= span.attached_ns:
+                # The part of a span inside the step: a span that began before the step (the one
+                # always attached when a load starts, say) counts from the step's own progress,
+                # which was read at its start; one still open, or closed after the step, up to the
+                # step's end. Not in proportion to time: the work is anything but even in time
+                # when a load starts inside a span.
+                ticks_in = span.progress_in if span.attached_ns >= start_ns else start_progress
+                closed_inside = span.detached_ns is not None and span.detached_ns <= end_ns
+                ticks_out = span.progress_out if closed_inside else end_progress
+                if ticks_in is None or ticks_out is None:
                     seen += overlap / (end_ns - start_ns) * total
                     continue
-                # A span reaching outside the step counts in proportion to its time inside.
-                seen += progress_between(ticks_in, ticks_out) * overlap / (out_ns - span.attached_ns)
+                seen += progress_between(ticks_in, ticks_out)
         return min(1.0, seen / total)
 
     def window_hits(self, group: str, start_ns: int, end_ns: int) -> tuple[int, float] | None:
