@@ -94,6 +94,35 @@ def check_tracepoint() -> Check:
     )
 
 
+_PERF_EVENT_OPEN = 298  # x86_64
+_PERF_TYPE_SOFTWARE = 1
+_PERF_COUNT_SW_CPU_CLOCK = 0
+_PERF_FLAG_FD_CLOEXEC = 8
+
+
+def check_perf_events() -> Check:
+    """A CPU-clock perf event on CPU 0, system-wide: what the on-CPU sampler attaches to."""
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # struct perf_event_attr, version 0 (64 bytes): type, size, config, then zeros (counting only)
+    attr = ctypes.create_string_buffer(
+        struct.pack("<IIQ", _PERF_TYPE_SOFTWARE, 64, _PERF_COUNT_SW_CPU_CLOCK), 64
+    )
+    fd = libc.syscall(_PERF_EVENT_OPEN, attr, -1, 0, -1, _PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        error = os.strerror(ctypes.get_errno())
+        return Check(
+            "perf events",
+            False,
+            f"cannot open a CPU-clock perf event: {error}",
+            "run as root or with CAP_PERFMON (containers: --cap-add PERFMON); or --cpu-sample-hz 0",
+        )
+    os.close(fd)
+    return Check("perf events", True, "CPU-clock perf events open (for the on-CPU sampler)")
+
+
 def check_btf() -> Check:
     if _exists("/sys/kernel/btf/vmlinux"):
         return Check("BTF", True, "/sys/kernel/btf/vmlinux")
@@ -148,6 +177,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_tracefs,
     check_uprobes,
     check_tracepoint,
+    check_perf_events,
     check_btf,
     check_headers,
     check_bcc,

@@ -119,8 +119,8 @@ def trace_live(
             raise
         code = 0
         try:
-            if getattr(source, "budget_note", ""):
-                print(f"mcalltrace: {source.budget_note}", file=sys.stderr)
+            for note in getattr(source, "notes", ()):
+                print(f"mcalltrace: {note}", file=sys.stderr)
             threshold = next((t.threshold for t in triggers if t.metric == "steal_failure_rate"), 0.05)
             sinks = choose_sinks(stop, no_ui, as_json, stream, threshold)
             if recording.record is not None:
@@ -210,6 +210,8 @@ def follow_live(
                     refused.add(pid)
                     continue
                 _say(f"attached to pid {pid} ({source.info.binary})")
+                for note in source.notes:
+                    _say(f"pid {pid}: {note}")
                 _summary, reason = run_session(source, sinks, stop, options.steps_per_interval)
                 _say(f"detached from pid {pid}: {reason}")
     finally:

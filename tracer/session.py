@@ -20,7 +20,7 @@ from tracer.collect.collector import Collector
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
-from tracer.errors import NoTarget
+from tracer.errors import NoTarget, TracerError
 from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ, build_sampler_plan
 from tracer.probes.duty import DutyCycler
 from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
@@ -128,17 +128,20 @@ class LiveSource:
         self.info: TargetInfo = info
         self.plan: ProbePlan = build_plan(info, _gomaxprocs_hint(None if program else pid))
         self.probes = LoadedProbes(self.plan, attach_path, self.pid)
+        # Things the trace does without, each one line for the user (the trace goes on).
+        self.notes: list[str] = []
         self.sampler: CpuSampler | None = None
         if options.cpu_sample_hz > 0:
             try:
                 self.sampler = CpuSampler(build_sampler_plan(info, self.plan.max_p), options.cpu_sample_hz)
+            except TracerError as err:
+                self._without_sampler(err)
             except BaseException:
                 self.probes.close()
                 raise
         self.runtime: RuntimeReader | None = None
         self.controller: BudgetController | None = None
         self.cycler: DutyCycler | None = None
-        self.budget_note = ""
         started = time.monotonic()
         try:
             self.probes.attach()
@@ -194,7 +197,7 @@ class LiveSource:
                     max_cycling_duty=min(0.9, 1 - 0.07 / options.step),
                 )
             else:
-                self.budget_note = (
+                self.notes.append(
                     "the overhead budget is not kept: this kernel has no uprobe_multi links (6.6+), "
                     "so probes cannot be cycled; every probe stays attached and counts are exact"
                 )
@@ -215,9 +218,17 @@ class LiveSource:
             cpu_sample_hz=options.cpu_sample_hz if self.sampler is not None else 0,
         )
 
+    def _without_sampler(self, err: TracerError) -> None:
+        self.notes.append(f"no scheduler CPU share: {err.message} (--cpu-sample-hz 0 skips the sampler)")
+        self.sampler = None
+
     def _start_sampler(self) -> None:
         if self.sampler is not None:
-            self.sampler.start(self.pid, self.bias)
+            try:
+                self.sampler.start(self.pid, self.bias)
+            except TracerError as err:
+                self.sampler.close()
+                self._without_sampler(err)
 
     def _read(self) -> RawCounters:
         """The probes' counters and the sampler's counts, read together."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ def test_doctor_passes_as_root_on_a_set_up_host() -> None:
         "tracefs",
         "uprobes",
         "sched tracepoints",
+        "perf events",
         "BTF",
         "kernel headers",
         "bcc",
@@ -39,3 +41,7 @@ def test_doctor_as_nobody_fails_and_says_how_to_fix() -> None:
     assert "FAIL" in result.stdout and "privileges" in result.stdout
     assert "fix: run with sudo" in result.stdout
     assert "Traceback" not in result.stderr
+    if int(Path("/proc/sys/kernel/perf_event_paranoid").read_text()) > 0:
+        # system-wide perf events need CAP_PERFMON at this paranoia level
+        line = next(line for line in result.stdout.splitlines() if "perf events" in line)
+        assert line.startswith("FAIL") and "cannot open a CPU-clock perf event" in line

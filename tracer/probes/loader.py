@@ -14,6 +14,7 @@ import mmap
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
@@ -378,6 +379,13 @@ class LoadedProbes:
         )
 
 
+def _max_sample_rate() -> int | None:
+    try:
+        return int(Path("/proc/sys/kernel/perf_event_max_sample_rate").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class CpuSampler:
     """On-CPU samples of one process (bpf/profile.bpf.c): per P, counts by where in the
     scheduler each sample was; while a capture window is open, the stacks themselves too.
@@ -425,6 +433,14 @@ class CpuSampler:
             tgid=pid,
             granule_shift=table.granule_shift,
         )
+        limit = _max_sample_rate()
+        if limit is not None and self.frequency > limit:
+            raise TracerError(
+                f"{self.frequency} samples a second is over the kernel's limit of {limit} "
+                "(sysctl kernel.perf_event_max_sample_rate, which the kernel lowers when sampling "
+                "interrupts run long)",
+                EXIT_KERNEL,
+            )
         self._write_config()
         try:
             self._bpf.attach_perf_event(
