@@ -272,6 +272,11 @@ def test_json_output_has_the_documented_shape(go_programs: GoPrograms) -> None:
         )
     assert isinstance(mcall["probe_instruction"], str) and isinstance(mcall["emulated"], bool)
     assert data["offsets"]["m.p"] == inspected(binary).offsets["m.p"]
+    counts = data["cpu_functions"]  # functions the on-CPU sampler classifies by, per category
+    assert counts["mcall"] == counts["schedule"] == counts["findrunnable"] == 1
+    assert counts["stealwork"] == 3 and counts["root"] == 2 and counts["gc"] > 20
+    text = run_cli("inspect", str(binary)).stdout
+    assert "CPU sampler categories findrunnable 1, gc " in text
 
 
 def _zero_buildinfo(source: Path, destination: Path) -> Path:

@@ -32,7 +32,8 @@ def _free_port() -> int:
 def test_scraped_series_agree_with_the_json_summary(go_programs: GoPrograms) -> None:
     binary = go_programs.build(ALL_VERSIONS[-1], "default")
     port = _free_port()
-    scenario = Scenario(binary, "-scenario", "exits", "-n", "2000", env={"GOMAXPROCS": "4"})
+    # a second of goroutine churn: exits to count per P, and CPU for the sampler to see
+    scenario = Scenario(binary, "-scenario", "churn", "-n", "1000", env={"GOMAXPROCS": "4"})
     tracer = Tracer(
         "--pid",
         str(scenario.pid),
@@ -75,12 +76,32 @@ def test_scraped_series_agree_with_the_json_summary(go_programs: GoPrograms) -> 
         if item["mcall_by_reason"].get("goexit0")
     }
     assert {p: count for p, count in exits.items() if p != "none"} == expected
-    assert 2000 <= sum(exits.values()) <= 2020
+    started = int(next(line for line in scenario.output.seen if line.startswith("STARTED")).split()[1])
+    assert started <= sum(exits.values()) <= started + 20
     (gomaxprocs,) = [sample.value for sample in samples if sample.name == "go_sched_gomaxprocs"]
     assert gomaxprocs == 4
     switches = sum(sample.value for sample in samples if sample.name == "go_sched_switches_total")
     assert 0 < switches <= summary["totals"]["switches"]
     assert any(sample.name == "go_sched_p_runqueue_length" for sample in samples)
+
+    # CPU time from on-CPU samples: what was scraped is what the summary counted by then, and
+    # the program hardly runs after DONE.
+    (frequency,) = [s.value for s in samples if s.name == "mcalltrace_cpu_sample_frequency_hertz"]
+    assert frequency == header["cpu_sample_hz"] == 99
+    scraped = {
+        (s.labels["p"], s.labels["part"]): round(s.value * frequency)
+        for s in samples
+        if s.name == "go_sched_cpu_seconds_total"
+    }
+    counted = {
+        ("none" if item["p"] == -1 else str(item["p"]), part): count
+        for item in (*summary["per_p"], summary["no_p"])
+        for part, count in item["cpu_samples"].items()
+    }
+    assert scraped and all(count <= counted[key] for key, count in scraped.items()), (scraped, counted)
+    assert sum(scraped.values()) >= 0.8 * sum(counted.values()) > 0
+    (ratio,) = [s.value for s in samples if s.name == "go_sched_mcall_cpu_ratio"]
+    assert 0.0 < ratio < 1.0  # goroutines that start and exit: the scheduler runs, and not only it
 
 
 def test_the_daemon_follows_its_target_across_restarts(go_programs: GoPrograms) -> None:

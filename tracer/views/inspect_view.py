@@ -83,7 +83,15 @@ def inspect_renderable(info: TargetInfo) -> Group:
             for name, value in info.variables.items()
         ),
     )
-    parts: list = [header, functions, *result_lines, offsets_title, offsets, variables]
+    counts: dict[str, int] = {}
+    for *_, category in info.cpu_functions:
+        counts[category] = counts.get(category, 0) + 1
+    sampler = Text.assemble(
+        ("CPU sampler categories ", "bold"),
+        ", ".join(f"{category} {count}" for category, count in sorted(counts.items())) or "none",
+        (" functions", "dim"),
+    )
+    parts: list = [header, functions, *result_lines, offsets_title, offsets, variables, sampler]
     parts.extend(Text(f"note: {note}", style="yellow") for note in info.notes)
     return Group(*parts)
 
