@@ -85,6 +85,7 @@ class Scenario:
         assert self.process.stdout is not None
         self.output = LineReader(self.process.stdout)
         self.output.wait_for("READY")
+        self.tracer_stderr = ""  # what the tracer of a traced_run said on stderr
 
     @property
     def pid(self) -> int:
@@ -176,6 +177,7 @@ def traced_run(
         scenario.kill()
         tracer.kill()
     assert code == 0, tracer.stderr
+    scenario.tracer_stderr = tracer.stderr
     summary = summary_of(objects)
     assert summary["end_reason"] == "target exited"
     return summary, [item for item in objects if item["type"] == "interval"], scenario

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ALL_VERSIONS, GoPrograms, toolchain_or_skip
-from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of, traced_run
+from tests.integration.live import require_root_and_bcc, traced_run
 from tracer.collect.snapshot import CPU_UNDER_MCALL
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -95,28 +95,23 @@ def test_mcall_cpu_share_agrees_with_pprof(go_programs: GoPrograms, version: str
 def test_a_rate_over_the_kernels_limit_is_one_line_and_the_trace_goes_on(go_programs: GoPrograms) -> None:
     limit_file = Path("/proc/sys/kernel/perf_event_max_sample_rate")
     saved = limit_file.read_text()
-    scenario = Scenario(go_programs.build(ALL_VERSIONS[-1], "default"), "-scenario", "exits", "-n", "500")
     limit_file.write_text("500")
     try:
-        tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", "0.25s", "--cpu-sample-hz", "999")
-        try:
-            header = tracer.wait_attached()
-            scenario.send("GO")
-            scenario.output.wait_for("DONE", timeout=120)
-            assert scenario.close() == 0
-            code, objects = tracer.finish()
-        finally:
-            tracer.kill()
+        summary, intervals, scenario = traced_run(
+            go_programs.build(ALL_VERSIONS[-1], "default"),
+            ["-scenario", "exits", "-n", "500"],
+            None,
+            "0.25s",
+            "--cpu-sample-hz",
+            "999",
+        )
     finally:
         limit_file.write_text(saved)
-        scenario.kill()
-    assert code == 0
-    assert tracer.stderr.strip() == (
+    assert scenario.tracer_stderr.strip() == (
         "mcalltrace: no scheduler CPU share: 999 samples a second is over the kernel's limit of 500 "
         "(sysctl kernel.perf_event_max_sample_rate, which the kernel lowers when sampling interrupts "
         "run long) (--cpu-sample-hz 0 skips the sampler)"
     )
-    assert header["cpu_sample_hz"] == 0
-    summary = summary_of(objects)
     assert summary["totals"]["cpu_samples"] == {} and summary["totals"]["mcall_cpu_share"] is None
+    assert all(not item["totals"]["cpu_samples"] for item in intervals)
     assert summary["totals"]["mcall_by_reason"]["goexit0"] >= 500  # the probes traced on
