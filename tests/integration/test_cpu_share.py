@@ -42,12 +42,23 @@ def pprof_cumulative(version: str, profile: Path) -> tuple[int, dict[str, int]]:
 
 
 # 1.19 and 1.23: the frame-pointer walk of a g0 stack goes on through runtime.mcall into the
-# goroutine's frames; 1.27: it ends there (mcall clears BP from Go 1.25 on).
-@pytest.mark.parametrize("version", [ALL_VERSIONS[0], "1.23.9", ALL_VERSIONS[-1]])
-def test_mcall_cpu_share_agrees_with_pprof(go_programs: GoPrograms, version: str, tmp_path: Path) -> None:
+# goroutine's frames; 1.27: it ends there (mcall clears BP from Go 1.25 on). PIE: the function
+# table is placed at the load address; cgo: threads that run C code.
+@pytest.mark.parametrize(
+    ("version", "mode"),
+    [
+        (ALL_VERSIONS[0], "default"),
+        ("1.23.9", "pie"),
+        (ALL_VERSIONS[-1], "default"),
+        (ALL_VERSIONS[-1], "cgo"),
+    ],
+)
+def test_mcall_cpu_share_agrees_with_pprof(
+    go_programs: GoPrograms, version: str, mode: str, tmp_path: Path
+) -> None:
     profile = tmp_path / "cpu.pprof"
     summary, _, _ = traced_run(
-        go_programs.build(version, "default"),
+        go_programs.build(version, mode),
         ["-scenario", "profiled", "-n", "12000", "-trace", str(profile)],
         {"GOMAXPROCS": "2"},
         "1s",
