@@ -248,11 +248,10 @@ class LiveSource:
         self._detail_active = False
         if self.sampler is not None:
             return
-        plan = build_sampler_plan(self.info, self.plan.max_p)
 
         def build() -> None:
             try:
-                sampler = CpuSampler(plan, DEFAULT_CPU_SAMPLE_HZ)
+                sampler = CpuSampler(build_sampler_plan(self.info, self.plan.max_p), DEFAULT_CPU_SAMPLE_HZ)
             except Exception:  # captures go on without stacks (the manifest shows no samples)
                 return
             with self._window_sampler_lock:
@@ -266,7 +265,10 @@ class LiveSource:
         sampler = self._window_sampler
         assert sampler is not None
         if not sampler.running:
-            sampler.start(self.pid, self.bias)
+            try:
+                sampler.start(self.pid, self.bias)
+            except TracerError:  # no perf events: the capture goes on without stacks
+                return
         sampler.collect_stacks(True)
 
     def start_detail(self, on_events: Callable[[list[bytes]], None]) -> None:
