@@ -20,7 +20,7 @@ from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
 from tracer.probes.cpu_plan import SamplerPlan
-from tracer.probes.plan import GROUP_ENTRY_POINTS, ProbePlan
+from tracer.probes.plan import GROUP_ENTRY_POINTS, Probe, ProbePlan
 from tracer.probes.ringbuf import RingBufferReader
 from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI, create_link
 
@@ -64,7 +64,7 @@ class RawCounters:
 _COMPILED: dict[tuple[str, tuple[tuple[str, int], ...]], object] = {}
 
 
-def _compile(plan: ProbePlan, bcc, source: str):  # type: ignore[no-untyped-def]
+def _compile(plan: ProbePlan | SamplerPlan, bcc, source: str, what: str = "the BPF program"):  # type: ignore[no-untyped-def]
     compiled = _COMPILED.get((source, plan.defines))
     if compiled is None:
         cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
@@ -72,10 +72,30 @@ def _compile(plan: ProbePlan, bcc, source: str):  # type: ignore[no-untyped-def]
             compiled = bcc.BPF(src_file=str(bpf_source(source)).encode(), cflags=cflags)
         except Exception as err:
             raise TracerError(
-                f"could not compile or load the BPF program: {str(err).strip()[:300]}", EXIT_KERNEL
+                f"could not compile or load {what}: {str(err).strip()[:300]}", EXIT_KERNEL
             ) from None
         _COMPILED[(source, plan.defines)] = compiled
     return compiled
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise TracerError(
+            "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
+        )
+
+
+def _sum_over_cpus(lib, map_fd: int, key: int, words: int, ncpu: int) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    """One entry of a per-CPU map of u64 words, each word summed over the CPUs (zeros if absent):
+    one lookup, no ctypes objects per value."""
+    buffer = (ctypes.c_uint64 * (words * ncpu))()
+    key_value = ctypes.c_int(key)
+    if lib.bpf_lookup_elem(map_fd, ctypes.byref(key_value), buffer) != 0:
+        return (0,) * words
+    flat = memoryview(buffer).cast("B").cast("Q")
+    if ncpu == 1:
+        return tuple(flat)
+    return tuple(sum(flat[word::words]) for word in range(words))
 
 
 class LoadedProbes:
@@ -84,10 +104,7 @@ class LoadedProbes:
     def __init__(self, plan: ProbePlan, binary_path: str, pid: int, source: str = "sched.bpf.c") -> None:
         """`source` other than sched.bpf.c is for the overhead benchmark's empty handlers, which
         have no maps: only attach and detach work then."""
-        if os.geteuid() != 0:
-            raise TracerError(
-                "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
-            )
+        _require_root()
         self.plan = plan
         self.pid = pid
         self.binary_path = binary_path
@@ -132,6 +149,9 @@ class LoadedProbes:
         present = {probe.group for probe in self.plan.probes}
         return tuple(name for name in layout.GROUP_NAMES if name in present)
 
+    def _group_probes(self, group: str) -> list[Probe]:
+        return [probe for probe in self.plan.probes if probe.group == group]
+
     def attach(self) -> None:
         """Insert every probe of the plan (each group, see attach_group)."""
         start = time.perf_counter()
@@ -162,7 +182,7 @@ class LoadedProbes:
         self._bump_generation(group)
         fds: list[tuple[str, int]] = []
         self._group_fds[group] = fds
-        probes = [probe for probe in self.plan.probes if probe.group == group]
+        probes = self._group_probes(group)
         if not getattr(self._bpf, "_mcalltrace_no_links", False) and self._attach_links(group, probes, fds):
             return time.monotonic_ns()
         self._attach_perf_events(probes, fds)
@@ -175,7 +195,7 @@ class LoadedProbes:
         key = ctypes.c_int(layout.GROUP_NAMES.index(group))
         table[key] = ctypes.c_uint32((table[key].value + 1) & 0xFFFFFFFF)
 
-    def _attach_links(self, group: str, probes: list, fds: list[tuple[str, int]]) -> bool:  # type: ignore[type-arg]
+    def _attach_links(self, group: str, probes: list[Probe], fds: list[tuple[str, int]]) -> bool:
         """Attach the group as one uprobe_multi link (its entry point, each site's cookie saying
         which function it is in), so all its probes go in and out together; False where the
         kernel lacks such links (before 6.6)."""
@@ -211,7 +231,7 @@ class LoadedProbes:
             EXIT_KERNEL,
         )
 
-    def _attach_perf_events(self, probes: list, fds: list[tuple[str, int]]) -> None:  # type: ignore[type-arg]
+    def _attach_perf_events(self, probes: list[Probe], fds: list[tuple[str, int]]) -> None:
         bcc = _import_bcc()
         path = self.binary_path.encode()
         for probe in probes:
@@ -243,7 +263,7 @@ class LoadedProbes:
             return
         bcc = _import_bcc()
         for group in self.groups:
-            probes = [probe for probe in self.plan.probes if probe.group == group]
+            probes = self._group_probes(group)
             function = self._bpf.load_func(
                 GROUP_ENTRY_POINTS[group].encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
             )
@@ -344,14 +364,7 @@ class LoadedProbes:
         table[ctypes.c_int(0)] = value
 
     def _percpu_words(self, table: object, key: int, words: int) -> tuple[int, ...]:
-        buffer = (ctypes.c_uint64 * (words * self._ncpu))()
-        key_value = ctypes.c_int(key)
-        if self._lib.bpf_lookup_elem(table.map_fd, ctypes.byref(key_value), buffer) != 0:  # type: ignore[attr-defined]
-            return (0,) * words
-        flat = memoryview(buffer).cast("B").cast("Q")
-        if self._ncpu == 1:
-            return tuple(flat)
-        return tuple(sum(flat[word::words]) for word in range(words))
+        return _sum_over_cpus(self._lib, table.map_fd, key, words, self._ncpu)  # type: ignore[attr-defined]
 
     def read_group_hits(self) -> dict[str, int]:
         """Hits so far per probe group (one lookup: cheap enough to read every 20 ms)."""
@@ -395,26 +408,13 @@ class CpuSampler:
     samplers of the same plan (the target's tgid is in a map, not a -D flag)."""
 
     def __init__(self, plan: SamplerPlan, frequency: int) -> None:
-        if os.geteuid() != 0:
-            raise TracerError(
-                "live tracing needs root (or CAP_BPF and CAP_PERFMON): run with sudo", EXIT_PERMISSION
-            )
+        _require_root()
         bcc = _import_bcc()
         self._bcc = bcc
         self._lib = bcc.libbcc.lib
         self.plan = plan
         self.frequency = frequency
-        key = ("profile.bpf.c", plan.defines)
-        self._bpf = _COMPILED.get(key)
-        if self._bpf is None:
-            cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
-            try:
-                self._bpf = bcc.BPF(src_file=str(bpf_source("profile.bpf.c")).encode(), cflags=cflags)
-            except Exception as err:
-                raise TracerError(
-                    f"could not load the CPU sampler: {str(err).strip()[:300]}", EXIT_KERNEL
-                ) from None
-            _COMPILED[key] = self._bpf
+        self._bpf = _compile(plan, bcc, "profile.bpf.c", "the CPU sampler")
         self._ncpu = len(bcc.utils.get_possible_cpus())
         self._samples = self._bpf.get_table(b"cpu_samples")
         self._config = layout.CpuConfig()
@@ -422,6 +422,14 @@ class CpuSampler:
 
     def start(self, pid: int, load_bias: int) -> None:
         """Count the samples of `pid`, whose text is loaded `load_bias` bytes from its link address."""
+        limit = _max_sample_rate()
+        if limit is not None and self.frequency > limit:
+            raise TracerError(
+                f"{self.frequency} samples a second is over the kernel's limit of {limit} "
+                "(sysctl kernel.perf_event_max_sample_rate, which the kernel lowers when sampling "
+                "interrupts run long)",
+                EXIT_KERNEL,
+            )
         table = self.plan.table
         functions = self._bpf.get_table(b"cpu_functions")
         for index, word in enumerate(table.words):
@@ -433,14 +441,6 @@ class CpuSampler:
             tgid=pid,
             granule_shift=table.granule_shift,
         )
-        limit = _max_sample_rate()
-        if limit is not None and self.frequency > limit:
-            raise TracerError(
-                f"{self.frequency} samples a second is over the kernel's limit of {limit} "
-                "(sysctl kernel.perf_event_max_sample_rate, which the kernel lowers when sampling "
-                "interrupts run long)",
-                EXIT_KERNEL,
-            )
         self._write_config()
         try:
             self._bpf.attach_perf_event(
@@ -462,17 +462,11 @@ class CpuSampler:
 
     def read(self) -> tuple[tuple[int, ...], ...]:
         """Samples so far: P slot (the last: no P) -> count per category (layout.CPU_*)."""
-        words = layout.CPU_CATEGORIES
-        buffer = (ctypes.c_uint64 * (words * self._ncpu))()
-        slots = []
-        for slot in range(self.plan.max_p + 1):
-            key = ctypes.c_int(slot)
-            if self._lib.bpf_lookup_elem(self._samples.map_fd, ctypes.byref(key), buffer) != 0:
-                slots.append((0,) * words)
-                continue
-            flat = memoryview(buffer).cast("B").cast("Q")
-            slots.append(tuple(sum(flat[word::words]) for word in range(words)))
-        return tuple(slots)
+        map_fd = self._samples.map_fd
+        return tuple(
+            _sum_over_cpus(self._lib, map_fd, slot, layout.CPU_CATEGORIES, self._ncpu)
+            for slot in range(self.plan.max_p + 1)
+        )
 
     def collect_stacks(self, enabled: bool) -> None:
         """Count whole stacks too (for a capture window); switching on starts from none."""
