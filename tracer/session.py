@@ -473,9 +473,11 @@ class LiveSource:
         if self.cycler is not None:
             self.cycler.stop()
         self.probes.close()
-        window_sampler = getattr(self, "_window_sampler", None)
-        for sampler in {id(item): item for item in (self.sampler, window_sampler) if item}.values():
-            sampler.close()
+        window_sampler = getattr(self, "_window_sampler", None)  # set by prepare_captures
+        if window_sampler is not None and window_sampler is not self.sampler:
+            window_sampler.close()
+        if self.sampler is not None:
+            self.sampler.close()
         if self.runtime is not None:
             self.runtime.close()
 
