@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ class Scenario:
         assert self.process.stdout is not None
         self.output = LineReader(self.process.stdout)
         self.output.wait_for("READY")
-        self.tracer_stderr = ""  # what the tracer of a traced_run said on stderr
+        self.tracer_header: dict[str, Any] = {}  # what the tracer of a traced_run printed first
+        self.tracer_stderr = ""  # and what it said on stderr
 
     @property
     def pid(self) -> int:
@@ -159,18 +161,23 @@ def traced_run(
     env: dict[str, str] | None = None,
     interval: str = "0.25s",
     *tracer_args: str,
+    when_done: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Scenario]:
     """Start a scenario, attach, say GO, wait for DONE, let it exit: (summary, intervals, scenario).
 
     Exact counts (no overhead budget) unless `tracer_args` give one: the scenarios' bursts would
-    otherwise be sampled, and these runs check counts against what the program knows."""
+    otherwise be sampled, and these runs check counts against what the program knows.
+    `when_done` runs after DONE, while the target and the tracer still run (a scrape, say). The
+    scenario keeps the tracer's header and stderr."""
     scenario = Scenario(binary, *scenario_args, env=env)
     budget = () if "--overhead-budget" in tracer_args else ("--overhead-budget", "none")
     tracer = Tracer("--pid", str(scenario.pid), "--json", "--interval", interval, *budget, *tracer_args)
     try:
-        tracer.wait_attached()
+        scenario.tracer_header = tracer.wait_attached()
         scenario.send("GO")
         scenario.output.wait_for("DONE", timeout=120)
+        if when_done is not None:
+            when_done()
         assert scenario.close() == 0
         code, objects = tracer.finish()
     finally:

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ALL_VERSIONS, GoPrograms
-from tests.integration.live import ROOT, LineReader, Scenario, Tracer, require_root_and_bcc, summary_of
+from tests.integration.live import ROOT, LineReader, Scenario, require_root_and_bcc, traced_run
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,33 +32,24 @@ def _free_port() -> int:
 def test_scraped_series_agree_with_the_json_summary(go_programs: GoPrograms) -> None:
     binary = go_programs.build(ALL_VERSIONS[-1], "default")
     port = _free_port()
-    # a second of goroutine churn: exits to count per P, and CPU for the sampler to see
-    scenario = Scenario(binary, "-scenario", "churn", "-n", "1000", env={"GOMAXPROCS": "4"})
-    tracer = Tracer(
-        "--pid",
-        str(scenario.pid),
-        "--json",
-        "--interval",
-        "0.25s",
-        "--overhead-budget",
-        "none",
-        "--prometheus",
-        f"127.0.0.1:{port}",
-    )
-    try:
-        header = tracer.wait_attached()
-        scenario.send("GO")
-        scenario.output.wait_for("DONE", timeout=120)
+    scraped_text: list[str] = []
+
+    def scrape() -> None:
         time.sleep(0.8)  # the goroutines' exits are in delivered intervals
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        assert scenario.close() == 0
-        code, objects = tracer.finish()
-    finally:
-        scenario.kill()
-        tracer.kill()
-    assert code == 0, tracer.stderr
-    summary = summary_of(objects)
+            scraped_text.append(response.read().decode())
+
+    # a second of goroutine churn: exits to count per P, and CPU for the sampler to see
+    summary, _, scenario = traced_run(
+        binary,
+        ["-scenario", "churn", "-n", "1000"],
+        {"GOMAXPROCS": "4"},
+        "0.25s",
+        "--prometheus",
+        f"127.0.0.1:{port}",
+        when_done=scrape,
+    )
+    header, (text,) = scenario.tracer_header, scraped_text
     samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
     assert samples and all(
         sample.labels["pid"] == str(scenario.pid) and sample.labels["binary"] == header["binary"]
