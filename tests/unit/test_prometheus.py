@@ -113,3 +113,22 @@ def test_a_taken_port_is_one_clear_error() -> None:
             PrometheusSink(f"127.0.0.1:{first.port}")
     finally:
         first.stop()
+
+
+def test_the_cpu_ratio_covers_ten_seconds_at_short_intervals() -> None:
+    from dataclasses import replace
+
+    from tracer.collect.cpu_share import recent_cpu_share
+
+    snapshots = [replace(snapshot(index, 2), duration=0.1) for index in range(1, 201)]
+    sink = PrometheusSink("127.0.0.1:0")
+    try:
+        sink.start(replace(HEADER, interval=0.1))
+        for item in snapshots:
+            sink.update(item)
+        (ratio,) = _scrape(sink.port)["go_sched_mcall_cpu_ratio"]
+    finally:
+        sink.stop()
+    expected = recent_cpu_share(snapshots, 99, 10.0)  # the last 100 intervals
+    assert ratio.value == pytest.approx(expected.mcall_share)
+    assert ratio.value != pytest.approx(recent_cpu_share(snapshots, 99, 6.4).mcall_share)

@@ -9,6 +9,7 @@ conventions: a `go_sched_` prefix, `_total` for counters, seconds for time.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ class PrometheusSink:
         self._latest: Snapshot | None = None
         self._budget: float | None = None
         self._sample_hz = 0
-        self._recent: deque[Snapshot] = deque(maxlen=64)  # for the CPU share over the last 10 s
+        self._recent: deque[Snapshot] = deque()  # for the CPU share over the last 10 s
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         try:
@@ -96,7 +97,8 @@ class PrometheusSink:
             self._latest = None
             self._budget = header.overhead_budget
             self._sample_hz = header.cpu_sample_hz
-            self._recent.clear()
+            # enough intervals to cover the window, however short the interval
+            self._recent = deque(maxlen=math.ceil(CPU_SHARE_SECONDS / header.interval) + 1)
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
