@@ -187,20 +187,14 @@ class LiveSource:
         self._p_addresses = self.runtime.p_addresses(self.probes.read_p_addresses())
         self._progress_at_start = self._progress()
         if options.overhead_budget is not None:
-            if self.probes.uses_links:
-                self.controller = BudgetController(
-                    options.overhead_budget,
-                    self.collector.costs,
-                    self.probes.groups,
-                    options.step,
-                    # room in each step for a window's attach, and for the detach's grace period
-                    max_cycling_duty=min(0.9, 1 - 0.07 / options.step),
-                )
-            else:
-                self.notes.append(
-                    "the overhead budget is not kept: this kernel has no uprobe_multi links (6.6+), "
-                    "so probes cannot be cycled; every probe stays attached and counts are exact"
-                )
+            self.controller = BudgetController(
+                options.overhead_budget,
+                self.collector.costs,
+                self.probes.groups,
+                options.step,
+                # room in each step for a window's attach, and for a link's grace period
+                max_cycling_duty=min(0.9, 1 - 0.07 / options.step),
+            )
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,

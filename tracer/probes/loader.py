@@ -1,15 +1,13 @@
 """Turns a ProbePlan into kernel objects with bcc, and reads the maps back.
 
-The only module that imports bcc. Uprobes are attached by file offset, with the target's pid so
-the kernel only runs the handlers for its threads: as uprobe_multi links where the kernel has
-them (6.6+; see uprobe_multi.py), else one by one through bcc's bpf_attach_uprobe (the perf uprobe
-PMU, which leaves nothing behind in tracefs).
+The only module that imports bcc. Uprobes are attached by file offset, for the target's pid only,
+through one of the backends in backends.py: uprobe_multi links where the kernel has them (6.6+),
+else perf events on tracefs uprobes.
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import mmap
 import os
 import time
@@ -19,10 +17,11 @@ from pathlib import Path
 from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
 from tracer.paths import bpf_dir, bpf_source
 from tracer.probes import layout
+from tracer.probes.backends import NoBackend, ProbeBackend, choose_backend, make_backend
 from tracer.probes.cpu_plan import SamplerPlan
-from tracer.probes.plan import GROUP_ENTRY_POINTS, Probe, ProbePlan
+from tracer.probes.plan import Probe, ProbePlan
 from tracer.probes.ringbuf import RingBufferReader
-from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI, create_link
+from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI
 
 _BPF_NOEXIST = 1  # bpf_map_update_elem flag: only create
 RINGBUF_PAGES = 1024  # BPF_RINGBUF_OUTPUT(events, ...) in bpf/sched.bpf.c
@@ -64,8 +63,11 @@ class RawCounters:
 _COMPILED: dict[tuple[str, tuple[tuple[str, int], ...]], object] = {}
 
 
-def _compile(plan: ProbePlan | SamplerPlan, bcc, source: str, what: str = "the BPF program"):  # type: ignore[no-untyped-def]
-    compiled = _COMPILED.get((source, plan.defines))
+def _compile(  # type: ignore[no-untyped-def]
+    plan: ProbePlan | SamplerPlan, bcc, source: str, what: str = "the BPF program", variant: str = ""
+):
+    key = (f"{source}:{variant}", plan.defines)
+    compiled = _COMPILED.get(key)
     if compiled is None:
         cflags = [f"-I{bpf_dir()}", *plan.cflags, "-Wno-unused-function"]
         try:
@@ -74,7 +76,7 @@ def _compile(plan: ProbePlan | SamplerPlan, bcc, source: str, what: str = "the B
             raise TracerError(
                 f"could not compile or load {what}: {str(err).strip()[:300]}", EXIT_KERNEL
             ) from None
-        _COMPILED[(source, plan.defines)] = compiled
+        _COMPILED[key] = compiled
     return compiled
 
 
@@ -110,11 +112,14 @@ class LoadedProbes:
         self.binary_path = binary_path
         bcc = _import_bcc()
         self._lib = bcc.libbcc.lib
-        self._bpf = _compile(plan, bcc, source)
-        self._group_fds: dict[str, list[tuple[str, int]]] = {}  # group -> ("link"|"perf", fd)
-        self._any_link_made = False
-        self._perf_events = 0
-        self._anchor_fds: list[int] = []
+        try:
+            backend_name = choose_backend()
+        except NoBackend as err:
+            raise TracerError(str(err), EXIT_KERNEL) from None
+        # One compiled object per backend: bcc keeps each handler loaded with one attach type.
+        self._bpf = _compile(plan, bcc, source, variant=backend_name)
+        self.backend: ProbeBackend = make_backend(backend_name, self._load_program, binary_path, pid)
+        self._attached_groups: set[str] = set()
         self.attach_seconds = 0.0
         self._ncpu = len(bcc.utils.get_possible_cpus())
         if source != "sched.bpf.c":
@@ -152,6 +157,14 @@ class LoadedProbes:
     def _group_probes(self, group: str) -> list[Probe]:
         return [probe for probe in self.plan.probes if probe.group == group]
 
+    def _load_program(self, handler: str, for_links: bool) -> int:
+        bcc = _import_bcc()
+        attach_type = BPF_TRACE_UPROBE_MULTI if for_links else -1
+        try:
+            return int(self._bpf.load_func(handler.encode(), bcc.BPF.KPROBE, attach_type=attach_type).fd)
+        except Exception as err:  # bcc raises plain Exceptions
+            raise TracerError(f"could not load the BPF handler {handler}: {err}", EXIT_KERNEL) from None
+
     def attach(self) -> None:
         """Insert every probe of the plan (each group, see attach_group)."""
         start = time.perf_counter()
@@ -166,26 +179,19 @@ class LoadedProbes:
         # threads registered in thread_m, so an idle compiled program costs next to nothing.
         self.attach_seconds = time.perf_counter() - start
 
-    @property
-    def uses_links(self) -> bool:
-        """Whether probes go in as uprobe_multi links (else perf-event uprobes, one by one)."""
-        return self._any_link_made and not getattr(self._bpf, "_mcalltrace_no_links", False)
-
     def attach_group(self, group: str) -> int:
-        """Insert one group's probes: as one uprobe_multi link where the kernel has them, else
-        one perf-event uprobe each.
-        Returns time.monotonic_ns() once they are in (a link's breakpoints go in as its creation
-        returns). The group's generation is bumped first, so its handlers never pair an exit with
-        an entry seen before a detached gap."""
-        if self._group_fds.get(group):
+        """Insert one group's probes (all at once with uprobe_multi links, one site after the
+        other with perf events; see backends.py).
+        Returns time.monotonic_ns() once they are in. The group's generation is bumped first, so
+        its handlers never pair an exit with an entry seen before a detached gap."""
+        if group in self._attached_groups:
             return time.monotonic_ns()
         self._bump_generation(group)
-        fds: list[tuple[str, int]] = []
-        self._group_fds[group] = fds
-        probes = self._group_probes(group)
-        if not getattr(self._bpf, "_mcalltrace_no_links", False) and self._attach_links(group, probes, fds):
-            return time.monotonic_ns()
-        self._attach_perf_events(probes, fds)
+        self._attached_groups.add(group)
+        try:
+            self.backend.attach(group, self._group_probes(group))
+        except OSError as err:
+            raise self._attach_error(group, err) from None
         return time.monotonic_ns()
 
     def _bump_generation(self, group: str) -> None:
@@ -195,58 +201,12 @@ class LoadedProbes:
         key = ctypes.c_int(layout.GROUP_NAMES.index(group))
         table[key] = ctypes.c_uint32((table[key].value + 1) & 0xFFFFFFFF)
 
-    def _attach_links(self, group: str, probes: list[Probe], fds: list[tuple[str, int]]) -> bool:
-        """Attach the group as one uprobe_multi link (its entry point, each site's cookie saying
-        which function it is in), so all its probes go in and out together; False where the
-        kernel lacks such links (before 6.6)."""
-        bcc = _import_bcc()
-        entry_point = GROUP_ENTRY_POINTS[group]
-        try:
-            function = self._bpf.load_func(
-                entry_point.encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
-            )
-            offsets = [probe.file_offset for probe in probes]
-            cookies = [probe.site for probe in probes]
-            fds.append(("link", create_link(function.fd, self.binary_path, offsets, self.pid, cookies)))
-        except OSError as err:
-            if self._any_link_made or err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise self._attach_error(group, err) from None
-            return self._no_links(fds)
-        except Exception:  # bcc: the kernel refused the attach type when loading
-            return self._no_links(fds)
-        self._any_link_made = True
-        return True
-
-    def _no_links(self, fds: list[tuple[str, int]]) -> bool:
-        """Remember that this kernel has no uprobe_multi links; reload the handlers for perf events."""
-        self._close(fds)
-        self._bpf._mcalltrace_no_links = True
-        self._bpf.funcs.clear()
-        return False
-
     def _attach_error(self, what: str, err: OSError) -> TracerError:
         return TracerError(
-            f"could not attach uprobes ({what}) to {self.binary_path}: {err.strerror} "
-            "(does the kernel support uprobes? try `mcalltrace doctor`)",
+            f"could not attach uprobes ({what}, {self.backend.name}) to {self.binary_path}: "
+            f"{err.strerror} (does the kernel support uprobes? try `mcalltrace doctor`)",
             EXIT_KERNEL,
         )
-
-    def _attach_perf_events(self, probes: list[Probe], fds: list[tuple[str, int]]) -> None:
-        bcc = _import_bcc()
-        path = self.binary_path.encode()
-        for probe in probes:
-            function = self._bpf.load_func(probe.handler.encode(), bcc.BPF.KPROBE)
-            self._perf_events += 1
-            event = f"mct_{self.pid}_{self._perf_events}_{probe.file_offset:x}".encode()
-            fd = self._lib.bpf_attach_uprobe(function.fd, 0, event, path, probe.file_offset, self.pid, 0)
-            if fd < 0:
-                raise TracerError(
-                    f"could not attach a uprobe to {probe.function} at file offset "
-                    f"{probe.file_offset:#x} of {self.binary_path} "
-                    "(does the kernel support uprobes? try `mcalltrace doctor`)",
-                    EXIT_KERNEL,
-                )
-            fds.append(("perf", fd))
 
     def anchor_groups(self) -> None:
         """Keep every probe site's kernel uprobe alive while groups are cycled in and out.
@@ -254,69 +214,39 @@ class LoadedProbes:
         A uprobe exists while some consumer holds it; cycling alone would free it at every
         detach and make a new one at the next attach. The kernel sends SIGTRAP to a thread that
         trapped on a breakpoint for which it finds no uprobe, and a target died that way once
-        here, after thousands of windows (too rare to reproduce since). An anchor is a second
-        link on the same sites whose pid filter names the tracer itself, which does not map the
-        binary: it inserts no breakpoint anywhere, but while it is open every trap at these
-        sites finds its uprobe, and one whose window has closed just runs the original
-        instruction."""
-        if not self.uses_links or self._anchor_fds:
-            return
-        bcc = _import_bcc()
-        for group in self.groups:
-            probes = self._group_probes(group)
-            function = self._bpf.load_func(
-                GROUP_ENTRY_POINTS[group].encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI
-            )
-            try:
-                fd = create_link(
-                    function.fd,
-                    self.binary_path,
-                    [probe.file_offset for probe in probes],
-                    os.getpid(),
-                    [probe.site for probe in probes],
-                )
-            except OSError as err:
-                raise self._attach_error(f"{group} anchor", err) from None
-            self._anchor_fds.append(fd)
+        here, after thousands of windows (too rare to reproduce since). An anchor is a consumer
+        filtered to the tracer itself, which does not map the binary: it inserts no breakpoint
+        anywhere, but while it is open every trap at these sites finds its uprobe, and one whose
+        window has closed just runs the original instruction (see backends.py)."""
+        try:
+            self.backend.anchor({group: self._group_probes(group) for group in self.groups})
+        except OSError as err:
+            raise self._attach_error("anchor", err) from None
 
     def detach_group(self, group: str) -> int:
         """Remove one group's probes. Returns time.monotonic_ns() from just before their removal:
-        a link's breakpoints are gone as soon as its close begins, which then waits out an RCU
+        breakpoints are gone as soon as the close begins, which for a link then waits out an RCU
         grace period (25-50 ms here) for handlers still running, so callers that cycle groups
         close from a thread of their own."""
-        fds = self._group_fds.pop(group, [])
+        self._attached_groups.discard(group)
         removed_at = time.monotonic_ns()
-        self._close(fds)
+        self.backend.detach(group)
         return removed_at
 
-    def _close(self, fds: list[tuple[str, int]]) -> None:
-        for kind, fd in fds:
-            if kind == "link":
-                os.close(fd)
-            else:
-                self._lib.bpf_close_perf_event_fd(fd)
-        fds.clear()
-
     def detach(self) -> None:
-        """Remove every uprobe from the target. Safe to call more than once.
-
-        A link removes all its probes behind one RCU grace period (about 25 ms here); perf-event
-        uprobes each wait for their own (about 0.1 s a probe, serialized).
-        """
-        for group in list(self._group_fds):
+        """Remove every uprobe from the target. Safe to call more than once."""
+        for group in list(self._attached_groups):
             self.detach_group(group)
 
     def close(self) -> None:
         """Detach, and unload the program unless it is shared with a later attach."""
         self.detach()
-        anchors, self._anchor_fds = self._anchor_fds, []
-        for fd in anchors:  # only once no breakpoint is left (see anchor_groups)
-            os.close(fd)
+        self.backend.close()
         self._reset_state()
 
     @property
     def attached(self) -> bool:
-        return any(self._group_fds.values())
+        return bool(self._attached_groups)
 
     # ---- maps ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ programs must be loaded with the BPF_TRACE_UPROBE_MULTI expected attach type.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 BPF_LINK_CREATE = 28
@@ -51,3 +52,45 @@ def create_link(
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
     return fd
+
+
+BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_KPROBE = 2
+_links_supported: bool | None = None
+
+
+def links_supported() -> bool:
+    """Whether this kernel makes uprobe_multi links (6.6+, or a backport), probed as libbpf does:
+    a trivial program loaded for them, then a link on "/", which a kernel that has them refuses
+    with EBADF (not a regular file) and one that lacks them with EINVAL. Needs root; cached."""
+    global _links_supported
+    if _links_supported is None:
+        _links_supported = _probe_links()
+    return _links_supported
+
+
+def _probe_links() -> bool:
+    # r0 = 0; exit
+    instructions = (ctypes.c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)
+    license_text = ctypes.create_string_buffer(b"GPL")
+    attr = (ctypes.c_uint8 * _ATTR_SIZE)()
+
+    def put(offset: int, kind: type, value: int) -> None:
+        ctypes.cast(ctypes.byref(attr, offset), ctypes.POINTER(kind))[0] = value
+
+    # union bpf_attr, BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, ..., expected_attach_type
+    put(0, ctypes.c_uint32, _BPF_PROG_TYPE_KPROBE)
+    put(4, ctypes.c_uint32, 2)
+    put(8, ctypes.c_uint64, ctypes.addressof(instructions))
+    put(16, ctypes.c_uint64, ctypes.addressof(license_text))
+    put(68, ctypes.c_uint32, BPF_TRACE_UPROBE_MULTI)
+    program_fd = _libc.syscall(_SYS_BPF, BPF_PROG_LOAD, attr, _ATTR_SIZE)
+    if program_fd < 0:
+        return False  # the attach type is unknown, or no BPF at all
+    try:
+        os.close(create_link(program_fd, "/", [0], 0))  # made a link on "/": not to be trusted
+    except OSError as err:
+        return err.errno == errno.EBADF
+    finally:
+        os.close(program_fd)
+    return False
