@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracer.paths import bpf_source
+from tracer.probes.backends import UPROBE_MULTI, NoBackend, choose_backend
+from tracer.probes.tracefs_uprobes import TRACEFS_CANDIDATES, tracefs_root
 
 CAP_PERFMON = 38
 CAP_BPF = 39
@@ -49,14 +51,23 @@ def _exists(path: str | Path) -> bool:
     return os.path.exists(path)
 
 
-TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
-
-def tracefs_root() -> Path | None:
-    for candidate in TRACEFS_CANDIDATES:
-        if _exists(f"{candidate}/uprobe_events"):
-            return Path(candidate)
-    return None
+def check_probe_backend() -> Check:
+    """Which backend this kernel gets (tracer/probes/backends.py); probing for uprobe_multi links
+    loads a BPF program, so without privileges this only says what it could not tell."""
+    if not check_privileges().ok:
+        return Check("probe backend", False, "cannot tell without privileges", "run with sudo")
+    try:
+        name = choose_backend()
+    except NoBackend as err:
+        return Check("probe backend", False, str(err), "mount -t tracefs nodev /sys/kernel/tracing")
+    if name == UPROBE_MULTI:
+        detail = "uprobe_multi links (6.6+): each probe group goes in and out as one link"
+    else:
+        detail = (
+            "perf events on tracefs uprobes (no uprobe_multi links on this kernel): each probe "
+            "goes in and out by itself, anchored"
+        )
+    return Check("probe backend", True, detail + "; the overhead budget is kept by cycling them")
 
 
 def check_tracefs() -> Check:
@@ -180,6 +191,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_perf_events,
     check_btf,
     check_headers,
+    check_probe_backend,
     check_bcc,
 )
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from tracer import __version__
 from tracer.collect.budget import GROUP_PROBES, BudgetController, StepMeasurement
 from tracer.collect.collector import Collector
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
@@ -210,6 +212,12 @@ class LiveSource:
             started=time.time(),
             overhead_budget=options.overhead_budget if self.controller is not None else None,
             cpu_sample_hz=options.cpu_sample_hz if self.sampler is not None else 0,
+            probe_backend=self.probes.backend.name,
+            offsets=dict(info.offsets),
+            offsets_source=info.offsets_source,
+            kernel=platform.release(),
+            hostname=platform.node(),
+            tool_version=__version__,
         )
 
     def _without_sampler(self, err: TracerError) -> None:

@@ -27,10 +27,15 @@ def test_doctor_passes_as_root_on_a_set_up_host() -> None:
         "perf events",
         "BTF",
         "kernel headers",
+        "probe backend",
         "bcc",
         "BPF load",
     ):
         assert name in result.stdout
+    # The kernel's backend, as the tracer will choose it (uprobe_multi links on 6.6+).
+    backend = next(line for line in result.stdout.splitlines() if "probe backend" in line)
+    major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    assert ("uprobe_multi" if (major, minor) >= (6, 6) else "perf events") in backend, backend
 
 
 def test_doctor_as_nobody_fails_and_says_how_to_fix() -> None:

@@ -318,6 +318,8 @@ class TraceHeader:
     tool_version: str = ""
     overhead_budget: float | None = None  # share of the target's CPU (None: none, exact counts)
     cpu_sample_hz: int = 0  # on-CPU samples a second of each CPU's time (0: the sampler was off)
+    # How probes went in and out (tracer/probes/backends.py): "uprobe_multi", "perf_event"
+    probe_backend: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}

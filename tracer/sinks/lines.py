@@ -69,6 +69,7 @@ class PlainLineSink:
                 if header.cpu_sample_hz
                 else ", no on-CPU samples"
             )
+            + (f", probes by {header.probe_backend}" if header.probe_backend else "")
         )
 
     def update(self, snapshot: Snapshot) -> None:
