@@ -18,13 +18,13 @@ from typing import Any, Protocol
 
 from tracer import __version__
 from tracer.collect.budget import GROUP_PROBES, BudgetController, StepMeasurement
-from tracer.collect.collector import Collector
+from tracer.collect.collector import Collector, probe_costs
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
 from tracer.errors import NoTarget, TracerError
 from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ, build_sampler_plan
-from tracer.probes.duty import DutyCycler
+from tracer.probes.duty import DutyCycler, prefer_this_thread
 from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
 from tracer.probes.loader import CpuSampler, RawCounters  # bcc is imported when one is made
 from tracer.probes.plan import ProbePlan, build_plan
@@ -35,8 +35,17 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
-_LOOK_EVERY_SECONDS = 0.02  # how often the budget looks at the always-attached groups' hits
-_LOOK_WHEN_IDLE_SECONDS = 0.1  # ... while they cost next to nothing
+# How often the budget looks at the always-attached groups' hits: a load that appears between
+# two looks runs at full cost (a probe can slow a scheduler-bound program tenfold) until the
+# next, so the looks come often enough that one period at full cost stays within a quarter of
+# what the budget allows an interval, within these bounds (each look is one map lookup).
+_LOOK_SECONDS_MIN = 0.002
+_LOOK_SECONDS_MAX = 0.02
+
+
+def look_period(budget: float, interval: float) -> float:
+    """Seconds between the budget's quick looks."""
+    return min(max(budget * interval / 4, _LOOK_SECONDS_MIN), _LOOK_SECONDS_MAX)
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,21 @@ class LiveSource:
         self.runtime: RuntimeReader | None = None
         self.controller: BudgetController | None = None
         self.cycler: DutyCycler | None = None
+        self._budget_lock = threading.Lock()
+        self._stop_watching = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._watch_errors: list[BaseException] = []
+        self._p_addresses: dict[int, int] = {}
+        costs = probe_costs(self.plan)
+        # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
+        self._group_hit_cost = {
+            group: max(costs.get(probe, 0.0) for probe in GROUP_PROBES[group]) for group in self.probes.groups
+        }
         started = time.monotonic()
         try:
+            # Under a budget this is a short measured window, not the trace's state: the budget's
+            # looks start at once (before `run`'s program runs its first instruction) and sample
+            # whatever costs more than its share within a few milliseconds.
             self.probes.attach()
             attached_ns = time.monotonic_ns()
             if program is not None:
@@ -157,12 +179,14 @@ class LiveSource:
                 self.probes.set_reason_table(self.bias)
                 self._start_sampler()
                 baseline = self._read()
+                self._start_budget(attached_ns)
                 program.resume()
             else:
                 self.bias = load_bias(self.pid, info)
                 self.probes.set_reason_table(self.bias)
                 self._start_sampler()
                 baseline = None
+                self._start_budget(attached_ns)
             self.runtime = RuntimeReader(self.pid, info, self.bias)
         except BaseException:
             self.close()
@@ -179,24 +203,8 @@ class LiveSource:
         # The baseline is read before anyone is told the probes are in: counting starts here
         # (for `run`, before the program's first instruction).
         self.collector.start(baseline if baseline is not None else self._read())
-        self._attached_ns = attached_ns
-        self._last_look: tuple[int, dict[str, int]] | None = None
-        # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
-        self._group_hit_cost = {
-            group: max(self.collector.costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
-            for group in self.probes.groups
-        }
         self._p_addresses = self.runtime.p_addresses(self.probes.read_p_addresses())
         self._progress_at_start = self._progress()
-        if options.overhead_budget is not None:
-            self.controller = BudgetController(
-                options.overhead_budget,
-                self.collector.costs,
-                self.probes.groups,
-                options.step,
-                # room in each step for a window's attach, and for a link's grace period
-                max_cycling_duty=min(0.9, 1 - 0.07 / options.step),
-            )
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,
@@ -326,19 +334,6 @@ class LiveSource:
         start = time.monotonic()
         step = self.options.step
         previous_progress = self._progress_at_start
-        if self.controller is not None:
-            self.probes.anchor_groups()
-            self.cycler = DutyCycler(
-                self.probes,
-                self.probes.groups,
-                step,
-                self._attached_ns,
-                origin_ns=time.monotonic_ns(),
-                progress=self._progress,
-                progress_at_attach=previous_progress,
-                hit_counts=self.probes.read_group_hits,
-            )
-            self.cycler.start()
         previous_ns = self.collector.last_read_ns
         tick = 0
         while True:
@@ -346,30 +341,15 @@ class LiveSource:
             deadline = start + tick * step
             if self.options.duration is not None:
                 deadline = min(deadline, start + self.options.duration)
-            # While some group is always attached, the budget looks at the groups' hit counts every
-            # 20 ms (one map lookup), so that a load that grows is sampled within tens of
-            # milliseconds, not at the next step.
-            look_at = time.monotonic()
             ended = None
-            checked_at = time.monotonic()
             while ended is None:
                 remaining = deadline - time.monotonic()
-                look = self.controller is not None and any(
-                    duty >= 1.0 for duty in self.controller.duties.values()
-                )
-                if look and time.monotonic() >= look_at:
-                    look_at = time.monotonic() + self._look()
-                wait = min(max(remaining, 0), 0.1)
-                if look:
-                    wait = min(wait, max(look_at - time.monotonic(), 0))
-                if stop.wait(timeout=wait):
+                if stop.wait(timeout=min(max(remaining, 0), 0.1)):
                     ended = "stopped"
                 elif remaining <= 0:
                     break
-                elif time.monotonic() - checked_at >= 0.1:  # the looks need not check this
-                    checked_at = time.monotonic()
-                    if self._target_gone():
-                        ended = "target exited"
+                elif self._target_gone():
+                    ended = "target exited"
             if ended is None and self._target_gone():
                 ended = "target exited"
             if self.runtime is not None and ended is None:
@@ -386,9 +366,12 @@ class LiveSource:
             previous_ns_for_budget, previous_ns = previous_ns, raw.monotonic_ns
             if self.controller is not None and self.cycler is not None:
                 attached = self._coverage(previous_ns_for_budget, raw.monotonic_ns)
-                self.cycler.set_duties(self.controller.observe(self._measurement(snapshot, attached)))
-                if self.cycler.errors and ended is None and not self._target_gone():
-                    raise self.cycler.errors[0]
+                measurement = self._measurement(snapshot, attached)
+                with self._budget_lock:
+                    self.cycler.set_duties(self.controller.observe(measurement))
+                errors = self.cycler.errors + self._watch_errors
+                if errors and ended is None and not self._target_gone():
+                    raise errors[0]
             yield snapshot
             if ended is not None:
                 self.end_reason = ended
@@ -449,29 +432,81 @@ class LiveSource:
             sampler_cpu_fraction=snapshot.cost.sampler_cpu_fraction,
         )
 
-    def _look(self) -> float:
-        """The budget's quick look: each always-attached group's cost since the previous look.
-        Returns the seconds until the next: 20 ms while the probes cost more than a tenth of
-        what the budget allows, else 100 ms (an idle target is not worth fifty looks a second)."""
-        assert self.controller is not None
+    def _start_budget(self, attached_ns: int) -> None:
+        """Under a budget: the controller, the duty cycler and the watcher that looks at the
+        always-attached groups' hits every few milliseconds, from the moment the probes went in."""
+        budget = self.options.overhead_budget
+        if budget is None:
+            return
+        self.controller = BudgetController(
+            budget,
+            probe_costs(self.plan),
+            self.probes.groups,
+            self.options.step,
+            # room in each step for a window's attach, and for a link's grace period
+            max_cycling_duty=min(0.9, 1 - 0.07 / self.options.step),
+        )
+        self.probes.anchor_groups()
+        self.cycler = DutyCycler(
+            self.probes,
+            self.probes.groups,
+            self.options.step,
+            attached_ns,
+            origin_ns=time.monotonic_ns(),
+            progress=self._progress,
+            progress_at_attach=None,
+            hit_counts=self.probes.read_group_hits,
+        )
+        self.cycler.start()
+        self._look_period = look_period(budget, self.options.interval)
+        self._last_look: tuple[int, dict[str, int]] | None = (attached_ns, self.probes.read_group_hits())
+        self._watcher = threading.Thread(target=self._watch, name="mcalltrace-budget", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """The budget's quick looks, while any group is always attached (see look_period)."""
+        prefer_this_thread()
+        try:
+            while not self._stop_watching.wait(self._look_period):
+                assert self.controller is not None
+                if any(duty >= 1.0 for duty in self.controller.duties.values()):
+                    self._look()
+                else:
+                    self._last_look = None  # the next look measures from its own start
+        except TargetExited:
+            return
+        except BaseException as err:  # reported by the session's loop
+            self._watch_errors.append(err)
+
+    def _look(self) -> None:
+        """A quick look: each always-attached group's cost since the previous look; a group whose
+        cost grew past its share is sampled at once."""
+        assert self.controller is not None and self.cycler is not None
         now_ns, hits = time.monotonic_ns(), self.probes.read_group_hits()
         last, self._last_look = self._last_look, (now_ns, hits)
-        if last is None or now_ns - last[0] < 5_000_000:
-            return _LOOK_EVERY_SECONDS
+        if last is None or now_ns <= last[0]:
+            return
         seconds = (now_ns - last[0]) / 1e9
         attached = self._coverage(last[0], now_ns)
+        # A rate over a few milliseconds is spiky: a light load's burst of a dozen hits would
+        # look like a heavy one. Spread over at least the longest look period, a burst counts
+        # for what it cost, and a heavy load is still seen at the first look (probation then
+        # bounds its duty until its windows have measured it).
+        rate_seconds = max(seconds, _LOOK_SECONDS_MAX)
         costs = {
-            group: (hits[group] - last[1][group]) * self._group_hit_cost[group] / seconds
+            group: (hits[group] - last[1][group]) * self._group_hit_cost[group] / rate_seconds
             for group in self.probes.groups
             if attached.get(group, 0.0) >= 0.999
         }
-        duties = self.controller.look(costs, seconds)
-        if duties is not None and self.cycler is not None:
-            self.cycler.set_duties(duties)
-        busy = sum(costs.values()) > 0.1 * self.controller.allowed
-        return _LOOK_EVERY_SECONDS if busy else _LOOK_WHEN_IDLE_SECONDS
+        with self._budget_lock:
+            duties = self.controller.look(costs, seconds)
+            if duties is not None:
+                self.cycler.set_duties(duties)
 
     def close(self) -> None:
+        self._stop_watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if self.cycler is not None:
             self.cycler.stop()
         self.probes.close()

@@ -34,10 +34,11 @@ FLOOR_SECONDS_PER_SECOND = 0.005
 # that a load near the budget does not flip it every step.
 REATTACH_HEADROOM = 0.8
 # A group whose cost was measured over less attached time than this (since the load last
-# changed) is sampled at most this much: a few milliseconds of a load that has just begun can
-# understate it many times over, and a long window set from that would cost the rest.
+# changed) is on probation: a few milliseconds of a load that has just begun can understate it
+# many times over, and a long window set from that would cost the rest. It is sampled at most
+# the budget's share for one group (budget / groups): a probe costs the target at most all the
+# CPU it uses while the probe is in, so at that duty the budget holds whatever the load.
 PROBATION_SECONDS = 0.05
-PROBATION_DUTY = 0.05
 # The shortest window worth opening: one attach and one detach cost the tracer about 0.3 ms of
 # CPU and the target two page replacements.
 MIN_WINDOW_SECONDS = 0.001
@@ -100,6 +101,7 @@ class BudgetController:
         self.full_cost: dict[str, float] = {}
         self.measured_seconds: dict[str, float] = {}  # attached time behind full_cost
         self.allowed = FLOOR_SECONDS_PER_SECOND
+        self.probation_duty = budget / max(len(groups), 1)
 
     def _group_cost(self, hits: Mapping[str, int], group: str) -> float:
         return sum(hits.get(probe, 0) * self.hit_costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
@@ -169,7 +171,7 @@ class BudgetController:
                 continue
             duty = min(max(share / cost, self.min_duty), self.max_cycling_duty)
             if self.measured_seconds.get(group, 0.0) < PROBATION_SECONDS:
-                duty = min(duty, max(PROBATION_DUTY, self.min_duty))
+                duty = min(duty, max(self.probation_duty, self.min_duty))
             duties[group] = duty
             remaining = max(remaining - duty * cost, 0.0)
         return {group: duties[group] for group in self.groups}

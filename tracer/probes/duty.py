@@ -200,7 +200,7 @@ class DutyCycler:
             span.hits_out = hits
 
     def _run(self, group: str) -> None:
-        _prefer_this_thread()
+        prefer_this_thread()
         try:
             self._cycle(group)
         except BaseException as err:  # reported by the session; the group stays detached
@@ -248,7 +248,7 @@ class DutyCycler:
             self._detach(group)
 
 
-def _prefer_this_thread() -> None:
+def prefer_this_thread() -> None:
     """Give the calling thread a higher share of the CPU (nice -10), where allowed.
 
     A window is only as long as planned if its thread wakes on time to close it, and on a host

@@ -1,0 +1,3 @@
+module mcalltrace.test/spawn
+
+go 1.19
