@@ -157,6 +157,7 @@ class LiveSource:
         self._stop_watching = threading.Event()
         self._watcher: threading.Thread | None = None
         self._watch_errors: list[BaseException] = []
+        self._origin_ns: int | None = None  # where the steps start, under a budget
         self._p_addresses: dict[int, int] = {}
         costs = probe_costs(self.plan)
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
@@ -331,7 +332,9 @@ class LiveSource:
         return not process_alive(self.pid)
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
-        start = time.monotonic()
+        # Steps keep the duty cycler's grid, each with its window (the cycler counts in
+        # monotonic_ns from _start_budget).
+        start = self._origin_ns / 1e9 if self._origin_ns is not None else time.monotonic()
         step = self.options.step
         previous_progress = self._progress_at_start
         previous_ns = self.collector.last_read_ns
@@ -438,6 +441,7 @@ class LiveSource:
         budget = self.options.overhead_budget
         if budget is None:
             return
+        self._origin_ns = time.monotonic_ns()
         self.controller = BudgetController(
             budget,
             probe_costs(self.plan),
@@ -452,7 +456,7 @@ class LiveSource:
             self.probes.groups,
             self.options.step,
             attached_ns,
-            origin_ns=time.monotonic_ns(),
+            origin_ns=self._origin_ns,
             progress=self._progress,
             progress_at_attach=None,
             hit_counts=self.probes.read_group_hits,
@@ -469,7 +473,10 @@ class LiveSource:
         try:
             while not self._stop_watching.wait(self._look_period):
                 assert self.controller is not None
-                if any(duty >= 1.0 for duty in self.controller.duties.values()):
+                # Worth a look: a group always attached, or one whose windows are long enough
+                # for a load that grows inside one to cost more than a look period at full cost.
+                long_window = 4 * self._look_period / self.options.step
+                if any(duty >= min(1.0, long_window) for duty in self.controller.duties.values()):
                     self._look()
                 else:
                     self._last_look = None  # the next look measures from its own start
@@ -479,29 +486,40 @@ class LiveSource:
             self._watch_errors.append(err)
 
     def _look(self) -> None:
-        """A quick look: each always-attached group's cost since the previous look; a group whose
-        cost grew past its share is sampled at once."""
+        """A quick look at the always-attached groups' hits since the last measured look.
+
+        A rate over a few milliseconds is spiky: a light load's burst of a dozen hits would look
+        like a heavy one. So a look measures from the last one that decided anything, and
+        decides once that span reaches the longest look period, or sooner once any group has
+        spent there more than its share of the budget would allow it over that period (a heavy
+        load, seen at the first look after it starts). A group whose cost grew past its share is
+        sampled at once (on probation until its windows have measured it)."""
         assert self.controller is not None and self.cycler is not None
         now_ns, hits = time.monotonic_ns(), self.probes.read_group_hits()
-        last, self._last_look = self._last_look, (now_ns, hits)
-        if last is None or now_ns <= last[0]:
+        if self._last_look is None or now_ns <= self._last_look[0]:
+            self._last_look = (now_ns, hits)
             return
-        seconds = (now_ns - last[0]) / 1e9
-        attached = self._coverage(last[0], now_ns)
-        # A rate over a few milliseconds is spiky: a light load's burst of a dozen hits would
-        # look like a heavy one. Spread over at least the longest look period, a burst counts
-        # for what it cost, and a heavy load is still seen at the first look (probation then
-        # bounds its duty until its windows have measured it).
-        rate_seconds = max(seconds, _LOOK_SECONDS_MAX)
-        costs = {
-            group: (hits[group] - last[1][group]) * self._group_hit_cost[group] / rate_seconds
+        since_ns, hits_then = self._last_look
+        seconds = (now_ns - since_ns) / 1e9
+        attached = self._coverage(since_ns, now_ns)
+        duties = self.controller.duties
+        if any(duties[group] >= 1.0 and attached.get(group, 0.0) < 0.999 for group in attached):
+            # A group went in for good during the span: measure it from now, not in 20 ms.
+            self._last_look = (now_ns, hits)
+            return
+        spent = {
+            group: (hits[group] - hits_then[group]) * self._group_hit_cost[group]
             for group in self.probes.groups
             if attached.get(group, 0.0) >= 0.999
         }
+        share = self.controller.allowed / max(len(self.probes.groups), 1)
+        if seconds < _LOOK_SECONDS_MAX and all(cost <= share * _LOOK_SECONDS_MAX for cost in spent.values()):
+            return  # too short to say, and nothing spent that matters yet
+        self._last_look = (now_ns, hits)
         with self._budget_lock:
-            duties = self.controller.look(costs, seconds)
-            if duties is not None:
-                self.cycler.set_duties(duties)
+            changed = self.controller.look({group: cost / seconds for group, cost in spent.items()}, seconds)
+            if changed is not None:
+                self.cycler.set_duties(changed)
 
     def close(self) -> None:
         self._stop_watching.set()

@@ -38,7 +38,7 @@ REATTACH_HEADROOM = 0.8
 # many times over, and a long window set from that would cost the rest. It is sampled at most
 # the budget's share for one group (budget / groups): a probe costs the target at most all the
 # CPU it uses while the probe is in, so at that duty the budget holds whatever the load.
-PROBATION_SECONDS = 0.05
+PROBATION_SECONDS = 0.015
 # The shortest window worth opening: one attach and one detach cost the tracer about 0.3 ms of
 # CPU and the target two page replacements.
 MIN_WINDOW_SECONDS = 0.001
@@ -134,25 +134,25 @@ class BudgetController:
         return dict(self.duties)
 
     def look(self, costs: Mapping[str, float], seconds: float) -> dict[str, float] | None:
-        """A quick look between steps at the always-attached groups: `costs` are their probes'
-        CPU-seconds per second over the last `seconds`. A group whose cost has grown past what
-        the budget allows it is sampled at once (on probation: its cost is known from a short
-        span only); the new duties, or None if nothing changes."""
+        """A quick look between steps at the groups attached all along the last `seconds` (always
+        attached, or inside a long window): `costs` are their probes' CPU-seconds per second.
+        A group whose cost has grown past what the budget allows it is sampled at once, or more
+        thinly (on probation: its cost is known from a short span only); the new duties, or None
+        if nothing changes."""
         grown = False
         for group, cost in costs.items():
-            if self.duties.get(group, 0.0) < 1.0 or cost <= self.full_cost.get(group, 0.0):
+            if cost <= self.full_cost.get(group, 0.0):
                 continue
             self.full_cost[group] = cost
+            # A new load, known from one short span: on probation until windows measure it.
+            self.measured_seconds[group] = 0.0
             grown = True
         if not grown:
             return None
         duties = self._allocate()
         if duties == self.duties:
             return None
-        for group in self.groups:
-            if duties[group] < 1.0 <= self.duties[group]:
-                self.measured_seconds[group] = seconds  # a new load: known from this span only
-        self.duties = self._allocate()
+        self.duties = duties
         return dict(self.duties)
 
     def _allocate(self) -> dict[str, float]:

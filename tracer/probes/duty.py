@@ -89,7 +89,9 @@ class DutyCycler:
                 continue
             before = self._duties[group]
             self._duties[group] = duty
-            if (before >= 1.0) != (duty >= 1.0):
+            # Wake the group's thread to attach for good, to leave that, or to cut short an
+            # open window that the new duty makes too long.
+            if (before >= 1.0) != (duty >= 1.0) or duty < before:
                 self._wake[group].set()
 
     def attached_seconds(self, group: str, start_ns: int, end_ns: int) -> float:
@@ -125,9 +127,19 @@ class DutyCycler:
             if total < MIN_PROGRESS_TICKS:
                 return min(1.0, by_time)
             seen = 0.0
+            # Windows inside the step whose every hit is known (read before the attach and after
+            # the detach) as well as those between the progress reads: their progress counts
+            # for all their hits (see _Span.edge_factor).
+            inner_seen, inner_hits, inner_bracketed = 0.0, 0, 0
             for span in spans:
                 overlap = span.overlap_ns(start_ns, end_ns)
                 if overlap <= 0:
+                    continue
+                if span.attached_ns >= start_ns and span.complete_by(end_ns):
+                    assert span.progress_in is not None and span.progress_out is not None
+                    inner_seen += progress_between(span.progress_in, span.progress_out)
+                    inner_hits += span.hits_after - span.hits_before  # type: ignore[operator]
+                    inner_bracketed += span.hits_out - span.hits_in  # type: ignore[operator]
                     continue
                 # The part of a span inside the step: a span that began before the step (the one
                 # always attached when a load starts, say) counts from the step's own progress,
@@ -141,6 +153,10 @@ class DutyCycler:
                     seen += overlap / (end_ns - start_ns) * total
                     continue
                 seen += progress_between(ticks_in, ticks_out)
+            if inner_bracketed > 0 and inner_hits >= inner_bracketed:
+                seen += inner_seen * inner_hits / inner_bracketed
+            else:
+                seen += inner_seen
         return min(1.0, seen / total)
 
     def window_hits(self, group: str, start_ns: int, end_ns: int) -> tuple[int, float] | None:
@@ -179,11 +195,13 @@ class DutyCycler:
         return self.hit_counts()[group] if self.hit_counts is not None else None
 
     def _attach(self, group: str) -> None:
+        hits_before = self._read_hits(group)
         attached_at = self.probes.attach_group(group)
         progress = self._read_progress()
         hits = self._read_hits(group)
         with self._lock:
             span = _Span(attached_at, progress)
+            span.hits_before = hits_before
             span.hits_in = hits
             self._timeline[group].append(span)
 
@@ -193,11 +211,13 @@ class DutyCycler:
         # The span closes when the breakpoints go out: detach_group takes the time before the
         # grace period it then waits out.
         removed_at = self.probes.detach_group(group)
+        hits_after = self._read_hits(group)
         with self._lock:
             span = self._timeline[group][-1]
             span.detached_ns = removed_at
             span.progress_out = progress
             span.hits_out = hits
+            span.hits_after = hits_after
 
     def _run(self, group: str) -> None:
         prefer_this_thread()
@@ -229,21 +249,29 @@ class DutyCycler:
                 step_index += 1
                 step_start += self.step_ns
                 latest += self.step_ns
-            last_window_step = step_index
             earliest = max(now, step_start)
             start = rng.randint(earliest, max(earliest, latest))
             if wake.wait(timeout=max(0, start - time.monotonic_ns()) / 1e9):
                 wake.clear()
-                continue  # the duty changed to always attached
+                continue  # the duty changed: this step's window is still to come
             if self._stop.is_set():
                 break
-            # The duty may have changed while this thread waited: the window is the latest one.
-            window_ns = int(min(self._duties[group], 1.0) * self.step_ns)
+            # A step without a window would read as nothing where its estimate is due.
+            last_window_step = step_index
             self._attach(group)
             with self._lock:
                 opened = self._timeline[group][-1].attached_ns
-            self._stop.wait(timeout=max(0, opened + window_ns - time.monotonic_ns()) / 1e9)
-            self._detach(group)
+            # The window is as long as the latest duty says, even one lowered while it is open
+            # (a look that saw its load grow).
+            while not self._stop.is_set():
+                window_ns = int(min(self._duties[group], 1.0) * self.step_ns)
+                remaining = opened + window_ns - time.monotonic_ns()
+                if remaining <= 0 or self._duties[group] >= 1.0:
+                    break
+                if wake.wait(timeout=remaining / 1e9):
+                    wake.clear()
+            if self._duties[group] < 1.0 or self._stop.is_set():
+                self._detach(group)
         if self._attached(group) and self._duties[group] < 1.0:
             self._detach(group)
 
@@ -265,15 +293,44 @@ def prefer_this_thread() -> None:
 class _Span:
     """One stretch of time a group was attached, with the Ps' progress at its ends."""
 
-    __slots__ = ("attached_ns", "detached_ns", "hits_in", "hits_out", "progress_in", "progress_out")
+    __slots__ = (
+        "attached_ns",
+        "detached_ns",
+        "hits_after",
+        "hits_before",
+        "hits_in",
+        "hits_out",
+        "progress_in",
+        "progress_out",
+    )
 
     def __init__(self, attached_ns: int, progress_in: Progress | None) -> None:
         self.attached_ns = attached_ns
         self.detached_ns: int | None = None
         self.progress_in = progress_in
         self.progress_out: Progress | None = None
-        self.hits_in: int | None = None  # the group's hits so far, as the window opened
+        # The group's hits so far: before the attach and after the detach (every hit of the
+        # window lies between), and with each progress read (the hits the progress measured).
+        # The progress is read a little after the breakpoints go in and a little before they go
+        # out; a window of a few milliseconds on a busy host can take a good share of its hits
+        # outside those reads, and its counts hold them all, so its progress is scaled by
+        # all hits / hits between the reads.
+        self.hits_before: int | None = None
+        self.hits_in: int | None = None
         self.hits_out: int | None = None
+        self.hits_after: int | None = None
+
+    def complete_by(self, end_ns: int) -> bool:
+        """Closed by `end_ns` with every read the edge correction needs."""
+        reads = (
+            self.progress_in,
+            self.progress_out,
+            self.hits_before,
+            self.hits_in,
+            self.hits_out,
+            self.hits_after,
+        )
+        return self.detached_ns is not None and self.detached_ns <= end_ns and None not in reads
 
     def overlap_ns(self, start_ns: int, end_ns: int) -> int:
         until = end_ns if self.detached_ns is None else min(self.detached_ns, end_ns)
