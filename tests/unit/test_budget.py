@@ -297,3 +297,49 @@ def test_work_share_counts_a_span_from_the_steps_own_progress() -> None:
     assert share == pytest.approx(300 / 9_100)
     # without progress, by time: 1 000 + 100 + 1 000 of 9 000 ns
     assert cycler.attached_share("mcall", 1_000, 10_000, None, None) == pytest.approx(2_100 / 9_000)
+
+
+def test_a_window_whose_hits_fall_partly_outside_its_progress_reads_counts_for_all_of_them() -> None:
+    """Progress is read a little after the breakpoints go in and a little before they go out; the
+    counts hold every hit of the window. A window that took 150 hits, 100 of them between its
+    progress reads (100 time slices), stands for 150 slices' worth of the step's work."""
+    cycler = DutyCycler(_FakeProbes(), ("mcall",), 1.0, attached_since_ns=0, origin_ns=0)
+    spans = cycler._timeline["mcall"]
+    spans[0].detached_ns = 500  # the first span, before the step
+    window = _Span(2_000, {0: 2_000})
+    window.detached_ns, window.progress_out = 3_000, {0: 2_100}
+    window.hits_before, window.hits_in, window.hits_out, window.hits_after = 10, 30, 130, 160
+    spans.append(window)
+    assert cycler.attached_share("mcall", 1_000, 10_000, {0: 0}, {0: 10_000}) == pytest.approx(150 / 10_000)
+    # Without the reads around the attach and the detach, the progress counts as it is.
+    window.hits_before = None
+    assert cycler.attached_share("mcall", 1_000, 10_000, {0: 0}, {0: 10_000}) == pytest.approx(100 / 10_000)
+
+
+def test_an_unmeasured_load_is_sampled_at_the_budgets_share_per_group() -> None:
+    """A look that sees a load grow puts the group on probation: at most budget / groups of each
+    step, the duty at which the budget holds even if every instruction the target runs while the
+    group is in were a probe hit."""
+    controller = BudgetController(0.03, COSTS, GROUPS, 0.5)
+    controller.observe(_step({}, dict.fromkeys(GROUPS, 1.0), target=1.0))
+    duties = controller.look({"mcall": 0.9, "switch": 0.0, "steal": 0.0}, 0.003)
+    assert duties is not None and duties["mcall"] == pytest.approx(0.01)
+    assert duties["switch"] == duties["steal"] == 1.0
+    # A group already sampled whose window shows a heavier load goes back on probation too.
+    controller.measured_seconds["mcall"] = 1.0
+    controller.full_cost["mcall"] = 0.01
+    controller.duties = controller._allocate()
+    assert controller.duties["mcall"] > 0.5
+    duties = controller.look({"mcall": 0.9}, 0.003)
+    assert duties is not None and duties["mcall"] == pytest.approx(0.01)
+    # A lighter load than known changes nothing between steps.
+    assert controller.look({"mcall": 0.5}, 0.003) is None
+
+
+def test_looks_come_often_enough_for_a_quarter_of_the_intervals_budget() -> None:
+    from tracer.session import look_period
+
+    assert look_period(0.02, 0.5) == pytest.approx(0.0025)
+    assert look_period(0.02, 1.0) == pytest.approx(0.005)
+    assert look_period(0.02, 0.1) == pytest.approx(0.002)  # no faster than every 2 ms
+    assert look_period(0.5, 10.0) == pytest.approx(0.02)  # nor slower than every 20 ms
