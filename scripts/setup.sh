@@ -112,4 +112,7 @@ done
 # Debian's Go 1.19, laid out like the others: $cache/go/VERSION/go/bin/go.
 mkdir -p "$cache/go/1.19"
 ln -sfn /usr/lib/go-1.19 "$cache/go/1.19/go"
+# ---- The older-kernel guest -------------------------------------------------------------------
+# Debian 12's stock Linux 6.1 under QEMU, for the tests of kernels without uprobe_multi links.
+bash "$here/scripts/guest/prepare.sh"
 say "ready: $venv/bin/mcalltrace"

@@ -188,3 +188,49 @@ def traced_run(
     summary = summary_of(objects)
     assert summary["end_reason"] == "target exited"
     return summary, [item for item in objects if item["type"] == "interval"], scenario
+
+
+def attach_detach_cycles(binary: Path, cycles: int) -> int:
+    """Attach every probe to a busy scenario and detach it again, `cycles` times, checking the
+    breakpoint bytes are in while attached and the original bytes are back after, and that the
+    target runs on and exits 0. Returns the goroutine switches counted (more than 0 if the
+    probes ran). Also run inside the 6.1 guest (python -m tests.integration.live BINARY)."""
+    import time
+
+    from tracer.probes.layout import P_COUNTER_SLICES
+    from tracer.probes.loader import LoadedProbes
+    from tracer.probes.plan import build_plan
+    from tracer.target.inspect import inspect_target
+    from tracer.target.process import first_bytes, load_bias
+
+    scenario = Scenario(binary, "-scenario", "busy")
+    try:
+        info = inspect_target(pid=scenario.pid)
+        plan = build_plan(info, os.cpu_count() or 1)
+        bias = load_bias(scenario.pid, info)
+        sites = [probe.address + bias for probe in plan.probes]
+        original = first_bytes(scenario.pid, sites)
+        assert 0xCC not in original
+        probes = LoadedProbes(plan, f"/proc/{scenario.pid}/exe", scenario.pid)
+        switches = 0
+        word = P_COUNTER_SLICES["switches"].start
+        for _ in range(cycles):
+            before = probes.read()
+            probes.attach()
+            probes.set_reason_table(bias)
+            assert first_bytes(scenario.pid, sites) == [0xCC] * len(sites)  # the breakpoints are in
+            time.sleep(0.05)
+            after = probes.read()
+            probes.detach()
+            assert first_bytes(scenario.pid, sites) == original  # and out again
+            switches += sum(a[word] - b[word] for a, b in zip(after.per_p, before.per_p, strict=True))
+            assert scenario.process.poll() is None
+        probes.close()
+    finally:
+        code = scenario.close()
+    assert code == 0
+    return switches
+
+
+if __name__ == "__main__":
+    print(json.dumps({"switches": attach_detach_cycles(Path(sys.argv[1]), int(sys.argv[2]))}))

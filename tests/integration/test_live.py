@@ -22,10 +22,15 @@ from tests.conftest import (
     run_cli,
     toolchain_or_skip,
 )
-from tests.integration.live import Scenario, Tracer, require_root_and_bcc, summary_of, traced_run
+from tests.integration.live import (
+    Scenario,
+    Tracer,
+    attach_detach_cycles,
+    require_root_and_bcc,
+    summary_of,
+    traced_run,
+)
 from tracer.errors import EXIT_NO_TARGET, EXIT_PERMISSION, EXIT_UNSUPPORTED
-from tracer.probes.layout import P_COUNTER_SLICES
-from tracer.target.process import first_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -156,39 +161,17 @@ def test_run_queue_lengths_match_schedtrace(go_programs: GoPrograms, version: st
 @pytest.mark.parametrize("mode", ALL_MODES)
 @pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_attach_and_detach_twenty_times(go_programs: GoPrograms, version: str, mode: str) -> None:
-    from tracer.probes.loader import LoadedProbes
-    from tracer.probes.plan import build_plan
-    from tracer.target.inspect import inspect_target
-    from tracer.target.process import load_bias
+    assert attach_detach_cycles(go_programs.build(version, mode), 20) > 0
 
-    binary = go_programs.build(version, mode)
-    scenario = Scenario(binary, "-scenario", "busy")
-    try:
-        info = inspect_target(pid=scenario.pid)
-        plan = build_plan(info, os.cpu_count() or 1)
-        bias = load_bias(scenario.pid, info)
-        sites = [probe.address + bias for probe in plan.probes]
-        original = first_bytes(scenario.pid, sites)
-        assert 0xCC not in original
-        probes = LoadedProbes(plan, f"/proc/{scenario.pid}/exe", scenario.pid)
-        switches = 0
-        for _ in range(20):
-            before = probes.read()
-            probes.attach()
-            probes.set_reason_table(bias)
-            assert first_bytes(scenario.pid, sites) == [0xCC] * len(sites)  # the breakpoints are in
-            time.sleep(0.05)
-            after = probes.read()
-            probes.detach()
-            assert first_bytes(scenario.pid, sites) == original  # and out again
-            word = P_COUNTER_SLICES["switches"].start
-            switches += sum(a[word] - b[word] for a, b in zip(after.per_p, before.per_p, strict=True))
-            assert scenario.process.poll() is None
-        probes.close()
-        assert switches > 0
-    finally:
-        code = scenario.close()
-    assert code == 0
+
+@pytest.mark.parametrize("mode", ["default", "pie"])
+def test_attach_and_detach_twenty_times_with_perf_events(
+    go_programs: GoPrograms, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend of kernels before 6.6, on this one: tracefs uprobes, anchored."""
+    monkeypatch.setenv("MCALLTRACE_PROBE_BACKEND", "perf_event")
+    assert attach_detach_cycles(go_programs.build(ALL_VERSIONS[-1], mode), 20) > 0
+    assert "mcalltrace_" not in Path("/sys/kernel/tracing/uprobe_events").read_text()
 
 
 def test_target_exit_ctrl_c_and_sigterm_end_the_trace_cleanly(go_programs: GoPrograms) -> None:
