@@ -144,8 +144,9 @@ fetch_kernel() {
     release=6.1.0-$abi-amd64
     work=$dir/.work
     rm -rf "$work" && mkdir -p "$work/debs" "$work/image"
-    (cd "$work/debs" && apt-get download -qq "$image" "linux-headers-$release" \
-        "linux-headers-6.1.0-$abi-common" 2>&1 | grep -v 'Download is performed unsandboxed' >&2 || true)
+    # apt-get warns that _apt cannot write here (it downloads as root then): not a failure.
+    (cd "$work/debs" && { apt-get download -qq "$image" "linux-headers-$release" \
+        "linux-headers-6.1.0-$abi-common" 2>&1 | grep -v 'Download is performed unsandboxed' >&2; }) || true
     ls "$work/debs"/linux-image-*.deb "$work/debs"/linux-headers-*-amd64_*.deb \
         "$work/debs"/linux-headers-*-common_*.deb >/dev/null 2>&1 || die "apt-get download of $image failed"
     dpkg-deb -x "$work/debs"/linux-image-*.deb "$work/image"
@@ -195,6 +196,7 @@ done </lib/modules/order
 mkdir -p /lower /layer /newroot /run-share
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none mctrun /run-share \
     || fail "cannot mount the run directory (9p tag mctrun)"
+# shellcheck disable=SC1091  # written by run.py
 . /run-share/config
 opts=trans=virtio,version=9p2000.L,msize=$MCT_MSIZE
 mount -t 9p -o "$opts,cache=loose,ro" hostroot /lower || fail "cannot mount the host root (9p tag hostroot)"
@@ -224,10 +226,11 @@ while read -r tag target; do
 done <$N/mct-run/shares
 
 release=$(uname -r)
-mkdir -p $N/lib/modules/$release $N/boot
-ln -sfn "$MCT_CACHE/headers/usr/src/linux-headers-$release" $N/lib/modules/$release/build
-ln -sfn "$MCT_CACHE/headers/usr/src/linux-headers-${release%-amd64}-common" $N/lib/modules/$release/source
-ln -sfn "$MCT_CACHE/config" $N/boot/config-$release
+modules=$N/lib/modules/$release
+mkdir -p "$modules" $N/boot
+ln -sfn "$MCT_CACHE/headers/usr/src/linux-headers-$release" "$modules/build"
+ln -sfn "$MCT_CACHE/headers/usr/src/linux-headers-${release%-amd64}-common" "$modules/source"
+ln -sfn "$MCT_CACHE/config" "$N/boot/config-$release"
 hostname mct-guest
 
 stty -F /dev/ttyS1 115200 raw -echo
@@ -242,7 +245,8 @@ command=$!
 wait $command
 rc=$?
 # Whatever the command left running would keep the relay's pipe open: end it all.
-for pid in $(ls /proc | grep '^[0-9]*$'); do
+for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
     [ "$pid" = 1 ] || [ "$pid" = "$relay" ] || kill -9 "$pid" 2>/dev/null
 done
 wait $relay
@@ -274,4 +278,5 @@ mkdir -p "$dir"
 install_tools
 kernel_ready || fetch_kernel
 initramfs_ready || build_initramfs
-say "prepared $(IFS=,; echo "${prepared[*]}" | sed "s/,/, /g"): Linux $(cat "$dir/version") ready in $dir"
+list=$(IFS=,; echo "${prepared[*]}")
+say "prepared ${list//,/, }: Linux $(cat "$dir/version") ready in $dir"

@@ -56,6 +56,7 @@ class GuestOptions:
     memory: str = "4G"
     cpus: int = 2
     shares: list[tuple[str, str]] = field(default_factory=list)  # (host dir, guest dir), writable
+    console: Path | None = None  # where to keep the kernel's and /init's messages
 
 
 @dataclass
@@ -207,6 +208,12 @@ class Relay:
             self.exit_code = int(line)
             self.buffer = b""
 
+    def flush(self) -> None:
+        """The guest stopped before the exit line: pass on what was held back for it."""
+        if self.started and self.exit_code is None and self.buffer:
+            self.sink(self.buffer)
+            self.buffer = b""
+
 
 def last_console_line(work: Path) -> str:
     """What the guest said last before dying: an /init failure, a panic, or QEMU's own error."""
@@ -281,6 +288,9 @@ def boot(
                 finished = pump(process, relay, None if timeout is None else started + timeout)
             finally:
                 stop(process)
+                relay.flush()
+                if options.console is not None and (work / "console.log").exists():
+                    shutil.copyfile(work / "console.log", options.console)
         boot_seconds = None if relay.started_at is None else relay.started_at - started
         total = time.monotonic() - started
         if not finished:
@@ -326,6 +336,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--share", action="append", default=[], metavar="HOSTDIR:GUESTDIR", help="a writable host directory"
     )
+    parser.add_argument("--console", type=Path, default=None, help="keep the guest kernel's log in this file")
     parser.add_argument("--timings", action="store_true", help="say on stderr how long boot and command took")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args(argv)
@@ -367,7 +378,7 @@ def main(argv: list[str]) -> int:
         if reason is not None:
             raise GuestError(reason)
         env = guest_env(dict(parse_pairs(args.env, "=", "--env K=V")))
-        options = GuestOptions(args.memory, args.cpus, parse_shares(args.share))
+        options = GuestOptions(args.memory, args.cpus, parse_shares(args.share), args.console)
         outcome = boot(args.command, args.timeout, args.cwd or os.getcwd(), env, options, write_out)
     except GuestError as err:
         print(f"run.py: {err}", file=sys.stderr)
