@@ -39,6 +39,13 @@ BPF_PERCPU_ARRAY(group_hits, struct mct_group_hits, 1);
 /* Bumped by user space before each attach of a probe group (see MCT_GROUP_*). */
 BPF_ARRAY(group_generation, u32, MCT_GROUPS);
 BPF_RINGBUF_OUTPUT(events, 1024); /* pages: 4 MB, about 100k events */
+/* The overhead budget's alarm: while user space arms a group (a limit above 0), its hits are
+ * also counted here, across CPUs, and the hit that reaches the limit disarms it and wakes the
+ * budget's thread through the `alarms` ring. So a load that jumps is seen within a few hundred
+ * hits, with no polling; a disarmed group costs one lookup a hit. */
+BPF_ARRAY(alarm_limit, u64, MCT_GROUPS);
+BPF_ARRAY(alarm_hits, u64, MCT_GROUPS);
+BPF_RINGBUF_OUTPUT(alarms, 1);
 
 struct current {
     u64 m;
@@ -120,6 +127,20 @@ static __always_inline void count_group_hit(int group)
     struct mct_group_hits *hits = group_hits.lookup(&zero);
     if (hits && group < MCT_GROUPS)
         INC(hits->hits[group]);
+    u64 *limit = alarm_limit.lookup(&group);
+    if (!limit || !*limit)
+        return;
+    u64 *spent = alarm_hits.lookup(&group);
+    if (!spent)
+        return;
+    INC(*spent);
+    /* Racy by design: two CPUs may both see the limit reached and both wake user space, which
+     * reads the ring in bulk; nothing is lost by that. */
+    if (*spent >= *limit) {
+        *limit = 0;
+        u32 which = group;
+        alarms.ringbuf_output(&which, sizeof(which), 0);
+    }
 }
 
 static __always_inline u32 generation_of(int group)

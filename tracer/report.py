@@ -138,6 +138,12 @@ def report_renderable(data: dict[str, Any]) -> Group:
                 f"overhead budget {percent(header['overhead_budget'])}"
                 if header.get("overhead_budget") is not None
                 else "no overhead budget"
+            )
+            + (
+                f"; the tracer itself used {cost['tracer_cpu_seconds']:.3f} CPU-s "
+                f"({percent(cost['tracer_cpu_seconds'] / duration)} of a core)"
+                if cost.get("tracer_cpu_seconds") is not None and duration > 0
+                else ""
             ),
         )
     )

@@ -8,8 +8,10 @@ SIGTERM); probes are detached in every case, and the last, partial interval is s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,17 +37,14 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.process import load_bias, process_alive
 
-# How often the budget looks at the always-attached groups' hits: a load that appears between
-# two looks runs at full cost (a probe can slow a scheduler-bound program tenfold) until the
-# next, so the looks come often enough that one period at full cost stays within a quarter of
-# what the budget allows an interval, within these bounds (each look is one map lookup).
-_LOOK_SECONDS_MIN = 0.002
-_LOOK_SECONDS_MAX = 0.02
-
-
-def look_period(budget: float, interval: float) -> float:
-    """Seconds between the budget's quick looks."""
-    return min(max(budget * interval / 4, _LOOK_SECONDS_MIN), _LOOK_SECONDS_MAX)
+# The budget's looks at the groups it watches (always attached, or in long windows): one every
+# _LOOK_SECONDS, and one at once when the kernel's alarm says a watched group has taken, since
+# the last look, the hits it may spend over _LOOK_SECONDS (bpf/sched.bpf.c). A load that jumps
+# from idle is so seen after a few hundred hits, with no polling: polling every few milliseconds
+# from Python cost the tracer 5-7% of a core here.
+_LOOK_SECONDS = 0.05
+# A window this long is watched too: a load that grows inside it would cost that much at full cost.
+_WATCHED_WINDOW_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -158,6 +157,7 @@ class LiveSource:
         self._watcher: threading.Thread | None = None
         self._watch_errors: list[BaseException] = []
         self._origin_ns: int | None = None  # where the steps start, under a budget
+        self._armed: dict[str, int] = {}  # the alarm's limits as last written
         self._p_addresses: dict[int, int] = {}
         costs = probe_costs(self.plan)
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
@@ -462,43 +462,71 @@ class LiveSource:
             hit_counts=self.probes.read_group_hits,
         )
         self.cycler.start()
-        self._look_period = look_period(budget, self.options.interval)
         self._last_look: tuple[int, dict[str, int]] | None = (attached_ns, self.probes.read_group_hits())
         self._watcher = threading.Thread(target=self._watch, name="mcalltrace-budget", daemon=True)
         self._watcher.start()
 
+    def _watched(self) -> list[str]:
+        """The groups a look measures: always attached, or cycled in long windows."""
+        assert self.controller is not None
+        long_window = min(1.0, _WATCHED_WINDOW_SECONDS / self.options.step)
+        return [group for group, duty in self.controller.duties.items() if duty >= long_window]
+
+    def _arm(self, again: bool = False) -> None:
+        """Arm the kernel's alarm for the watched groups: the hits that would spend their share of
+        the budget over a look period. Written only when the limits change, or `again` after an
+        alarm (which disarms its group): a count that runs on across quiet looks at worst wakes
+        one look early, which then finds nothing spent."""
+        assert self.controller is not None
+        share = self.controller.allowed / max(len(self.probes.groups), 1)
+        limits = {
+            group: max(1, math.ceil(share * _LOOK_SECONDS / self._group_hit_cost[group]))
+            for group in self._watched()
+            if self._group_hit_cost[group] > 0
+        }
+        if again or limits != self._armed:
+            self.probes.arm_alarms(limits)
+            self._armed = limits
+
     def _watch(self) -> None:
-        """The budget's quick looks, while any group is always attached (see look_period)."""
+        """The budget's looks: every look period, and at once when the kernel's alarm fires."""
         prefer_this_thread()
+        poller = select.epoll()
         try:
-            while not self._stop_watching.wait(self._look_period):
-                assert self.controller is not None
-                # Worth a look: a group always attached, or one whose windows are long enough
-                # for a load that grows inside one to cost more than a look period at full cost.
-                long_window = 4 * self._look_period / self.options.step
-                if any(duty >= min(1.0, long_window) for duty in self.controller.duties.values()):
-                    self._look()
-                else:
+            poller.register(self.probes.alarm_fd, select.EPOLLIN)
+            self._arm(again=True)
+            while not self._stop_watching.is_set():
+                poller.poll(_LOOK_SECONDS)
+                alarms = self.probes.read_alarms()
+                if self._stop_watching.is_set():
+                    break
+                if not self._watched():
                     self._last_look = None  # the next look measures from its own start
+                elif not self._look() and not alarms:
+                    continue
+                self._arm(again=alarms > 0)
         except TargetExited:
             return
         except BaseException as err:  # reported by the session's loop
             self._watch_errors.append(err)
+        finally:
+            poller.close()
 
-    def _look(self) -> None:
+    def _look(self) -> bool:
         """A quick look at the always-attached groups' hits since the last measured look.
 
         A rate over a few milliseconds is spiky: a light load's burst of a dozen hits would look
         like a heavy one. So a look measures from the last one that decided anything, and
-        decides once that span reaches the longest look period, or sooner once any group has
+        decides once that span reaches the look period, or sooner once any group has
         spent there more than its share of the budget would allow it over that period (a heavy
-        load, seen at the first look after it starts). A group whose cost grew past its share is
-        sampled at once (on probation until its windows have measured it)."""
+        load: the kernel's alarm wakes this look as soon as that much is spent). A group whose
+        cost grew past its share is sampled at once (on probation until its windows have measured
+        it). Returns whether the next span starts now (and the alarm is to be armed afresh)."""
         assert self.controller is not None and self.cycler is not None
         now_ns, hits = time.monotonic_ns(), self.probes.read_group_hits()
         if self._last_look is None or now_ns <= self._last_look[0]:
             self._last_look = (now_ns, hits)
-            return
+            return True
         since_ns, hits_then = self._last_look
         seconds = (now_ns - since_ns) / 1e9
         attached = self._coverage(since_ns, now_ns)
@@ -506,20 +534,21 @@ class LiveSource:
         if any(duties[group] >= 1.0 and attached.get(group, 0.0) < 0.999 for group in attached):
             # A group went in for good during the span: measure it from now, not in 20 ms.
             self._last_look = (now_ns, hits)
-            return
+            return True
         spent = {
             group: (hits[group] - hits_then[group]) * self._group_hit_cost[group]
             for group in self.probes.groups
             if attached.get(group, 0.0) >= 0.999
         }
         share = self.controller.allowed / max(len(self.probes.groups), 1)
-        if seconds < _LOOK_SECONDS_MAX and all(cost <= share * _LOOK_SECONDS_MAX for cost in spent.values()):
-            return  # too short to say, and nothing spent that matters yet
+        if seconds < _LOOK_SECONDS and all(cost <= share * _LOOK_SECONDS for cost in spent.values()):
+            return False  # too short to say, and nothing spent that matters yet
         self._last_look = (now_ns, hits)
         with self._budget_lock:
             changed = self.controller.look({group: cost / seconds for group, cost in spent.items()}, seconds)
             if changed is not None:
                 self.cycler.set_duties(changed)
+        return True
 
     def close(self) -> None:
         self._stop_watching.set()

@@ -79,6 +79,8 @@ def snapshot(index: int, p_count: int = 8) -> Snapshot:
         runtime=RuntimeState(
             gomaxprocs=p_count, global_runq=index, idle_ps=1, spinning_ms=0, idle_ms=2, threads=11
         ),
-        cost=Cost(cpu_fraction=0.0123, target_cpu_fraction=1.5 if index % 3 else None),
+        cost=Cost(
+            cpu_fraction=0.0123, target_cpu_fraction=1.5 if index % 3 else None, tracer_cpu_fraction=0.004
+        ),
         sampled={"mcall": 0.02, "switch": 0.031} if index % 4 == 1 else {},
     )

@@ -334,12 +334,3 @@ def test_an_unmeasured_load_is_sampled_at_the_budgets_share_per_group() -> None:
     assert duties is not None and duties["mcall"] == pytest.approx(0.01)
     # A lighter load than known changes nothing between steps.
     assert controller.look({"mcall": 0.5}, 0.003) is None
-
-
-def test_looks_come_often_enough_for_a_quarter_of_the_intervals_budget() -> None:
-    from tracer.session import look_period
-
-    assert look_period(0.02, 0.5) == pytest.approx(0.0025)
-    assert look_period(0.02, 1.0) == pytest.approx(0.005)
-    assert look_period(0.02, 0.1) == pytest.approx(0.002)  # no faster than every 2 ms
-    assert look_period(0.5, 10.0) == pytest.approx(0.02)  # nor slower than every 20 ms

@@ -104,6 +104,9 @@ def test_series_match_the_totals_of_the_same_snapshots() -> None:
     assert 0.1 < ratio.value < 0.9
     (frequency,) = samples["mcalltrace_cpu_sample_frequency_hertz"]
     assert frequency.value == 99
+    # The tracer's own CPU, measured: a running total like the summary's.
+    (own,) = samples["mcalltrace_tracer_cpu_seconds_total"]
+    assert own.value == pytest.approx(summary.tracer_cpu_seconds) and own.value > 0
 
 
 def test_a_taken_port_is_one_clear_error() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 
@@ -86,6 +87,12 @@ def probe_hits(totals: PSample) -> dict[str, int]:
     }
 
 
+def own_cpu_seconds() -> float:
+    """This process's user+system CPU time so far, all its threads (the tracer's own cost)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def probe_costs(plan: ProbePlan) -> dict[str, float]:
     """Estimated seconds of the target's CPU per hit, for each probe."""
 
@@ -137,6 +144,7 @@ class Collector:
         self._previous = raw
         self._previous_unknown = dict(raw.unknown_reason_pcs)
         self._previous_cpu = self.runtime.cpu_seconds() if self.runtime else None
+        self._previous_own_cpu = own_cpu_seconds()
 
     def _learn(self, raw: RawCounters) -> None:
         """Give mcall targets the table did not know a slot of their own, so later calls are
@@ -231,6 +239,9 @@ class Collector:
         if cpu is not None and self._previous_cpu is not None and duration > 0:
             target_fraction = (cpu - self._previous_cpu) / duration
         self._previous_cpu = cpu
+        own_cpu = own_cpu_seconds()
+        tracer_fraction = (own_cpu - self._previous_own_cpu) / duration if duration > 0 else None
+        self._previous_own_cpu = own_cpu
 
         self._learn(raw)
         self._previous = raw
@@ -249,6 +260,7 @@ class Collector:
                 cpu_fraction=(probe_seconds + sampler_seconds) / duration if duration > 0 else 0.0,
                 target_cpu_fraction=target_fraction,
                 sampler_cpu_fraction=sampler_seconds / duration if duration > 0 else 0.0,
+                tracer_cpu_fraction=tracer_fraction,
             ),
             sampled=sampled,
         )

@@ -213,6 +213,9 @@ class Cost:
     cpu_fraction: float  # CPU-seconds per second spent in probes and sampling (fraction of one core)
     target_cpu_fraction: float | None  # the target's own CPU use over the interval (cores)
     sampler_cpu_fraction: float = 0.0  # the part of cpu_fraction the on-CPU sampler costs
+    # The tracer's own CPU use (cores: its threads' user and system time, measured, not
+    # estimated). Not charged to the target, but on a small host it competes for the same cores.
+    tracer_cpu_fraction: float | None = None
 
     @property
     def share_of_target(self) -> float | None:
@@ -272,6 +275,7 @@ class Snapshot:
                 cost.get("cpu_fraction", 0.0),
                 cost.get("target_cpu_fraction"),
                 cost.get("sampler_cpu_fraction", 0.0),
+                cost.get("tracer_cpu_fraction"),
             ),
             sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
         )
@@ -294,6 +298,7 @@ class Snapshot:
                 "target_cpu_fraction": self.cost.target_cpu_fraction,
                 "sampler_cpu_fraction": self.cost.sampler_cpu_fraction,
                 "share_of_target": self.cost.share_of_target,
+                "tracer_cpu_fraction": self.cost.tracer_cpu_fraction,
             },
             "sampled": dict(self.sampled),
         }
@@ -384,6 +389,7 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
         cpu_fraction=weighted([(s.cost.cpu_fraction, s.duration) for s in snapshots]) or 0.0,
         target_cpu_fraction=weighted([(s.cost.target_cpu_fraction, s.duration) for s in snapshots]),
         sampler_cpu_fraction=weighted([(s.cost.sampler_cpu_fraction, s.duration) for s in snapshots]) or 0.0,
+        tracer_cpu_fraction=weighted([(s.cost.tracer_cpu_fraction, s.duration) for s in snapshots]),
     )
     return Snapshot(
         index=index,

@@ -18,6 +18,7 @@ class Summary:
         self.duration = 0.0
         self.probe_cpu_seconds = 0.0
         self.target_cpu_seconds = 0.0
+        self.tracer_cpu_seconds = 0.0  # the tracer's own threads (measured)
         self.detached_seconds: dict[str, float] = {}  # by probe group the budget sampled
 
     def add(self, snapshot: Snapshot) -> None:
@@ -35,6 +36,8 @@ class Summary:
             )
         if snapshot.cost.target_cpu_fraction is not None:
             self.target_cpu_seconds += snapshot.cost.target_cpu_fraction * snapshot.duration
+        if snapshot.cost.tracer_cpu_fraction is not None:
+            self.tracer_cpu_seconds += snapshot.cost.tracer_cpu_fraction * snapshot.duration
 
     @property
     def sampled(self) -> dict[str, float]:
@@ -62,6 +65,7 @@ class Summary:
                 "share_of_target": (
                     self.probe_cpu_seconds / self.target_cpu_seconds if self.target_cpu_seconds else None
                 ),
+                "tracer_cpu_seconds": self.tracer_cpu_seconds,
             },
             # Non-empty: the counts of these groups' probes are estimates (see Snapshot.sampled).
             "sampled": self.sampled,

@@ -137,6 +137,9 @@ class LoadedProbes:
                 "thread_m",
                 "group_generation",
                 "group_hits",
+                "alarm_limit",
+                "alarm_hits",
+                "alarms",
             )
         }
 
@@ -147,6 +150,8 @@ class LoadedProbes:
         for name in ("p_addresses", "m_state", "thread_m", "unknown_reason_pcs"):
             if name in self._tables:
                 self._tables[name].clear()
+        if "alarm_limit" in self._tables:
+            self.arm_alarms({})
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -295,6 +300,29 @@ class LoadedProbes:
 
     def _percpu_words(self, table: object, key: int, words: int) -> tuple[int, ...]:
         return _sum_over_cpus(self._lib, table.map_fd, key, words, self._ncpu)  # type: ignore[attr-defined]
+
+    def arm_alarms(self, limits: dict[str, int]) -> None:
+        """Wake alarm_fd's reader once a group takes `limits[group]` more hits from now (see
+        bpf/sched.bpf.c); groups not named are disarmed."""
+        limit_table, hits_table = self._tables["alarm_limit"], self._tables["alarm_hits"]
+        for index, group in enumerate(layout.GROUP_NAMES):
+            key = ctypes.c_int(index)
+            limit_table[key] = ctypes.c_uint64(0)  # disarmed while the count restarts
+            hits_table[key] = ctypes.c_uint64(0)
+            limit_table[key] = ctypes.c_uint64(max(limits.get(group, 0), 0))
+
+    @property
+    def alarm_fd(self) -> int:
+        """The alarms ring's map fd: readable (epoll) once an armed group reached its limit."""
+        return int(self._tables["alarms"].map_fd)
+
+    def read_alarms(self) -> int:
+        """Consume the alarms raised so far; how many (each disarmed its group)."""
+        reader = _RINGS.get(-id(self._bpf))
+        if reader is None:
+            reader = RingBufferReader(self.alarm_fd, mmap.PAGESIZE)
+            _RINGS[-id(self._bpf)] = reader
+        return len(reader.read())
 
     def read_group_hits(self) -> dict[str, int]:
         """Hits so far per probe group (one lookup: cheap enough to read every 20 ms)."""

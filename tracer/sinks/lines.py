@@ -43,6 +43,8 @@ def format_line(snapshot: Snapshot) -> str:
             + f"; {share.samples} samples)"
         )
     parts.append(f"cost={percent(snapshot.cost.share_of_target)} of target CPU")
+    if snapshot.cost.tracer_cpu_fraction is not None:
+        parts.append(f"tracer_cpu={percent(snapshot.cost.tracer_cpu_fraction)}")
     if snapshot.sampled:
         parts.append(f"sampled: {sampling_text(snapshot.sampled)} attached")
     return " ".join(parts)

@@ -74,6 +74,7 @@ class PrometheusSink:
         self._latest: Snapshot | None = None
         self._budget: float | None = None
         self._sample_hz = 0
+        self._tracer_cpu_seconds = 0.0
         self._recent: deque[Snapshot] = deque()  # for the CPU share over the last 10 s
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -97,6 +98,7 @@ class PrometheusSink:
             self._latest = None
             self._budget = header.overhead_budget
             self._sample_hz = header.cpu_sample_hz
+            self._tracer_cpu_seconds = 0.0
             # enough intervals to cover the window, however short the interval
             self._recent = deque(maxlen=math.ceil(CPU_SHARE_SECONDS / header.interval) + 1)
 
@@ -107,6 +109,8 @@ class PrometheusSink:
                 self._per_p[sample.p] = sample if previous is None else previous.plus(sample)
             self._latest = snapshot
             self._recent.append(snapshot)
+            if snapshot.cost.tracer_cpu_fraction is not None:
+                self._tracer_cpu_seconds += snapshot.cost.tracer_cpu_fraction * snapshot.duration
 
     def finish(self, summary: Summary, reason: str) -> None:
         pass  # the totals stay served until stop(): a last scrape sees the whole trace
@@ -167,6 +171,7 @@ class PrometheusSink:
             budget = self._budget
             sample_hz = self._sample_hz
             recent = list(self._recent)
+            tracer_cpu_seconds = self._tracer_cpu_seconds
         if not labels:
             return
         base = list(labels)
@@ -252,6 +257,13 @@ class PrometheusSink:
             if latest.cost.share_of_target is not None:
                 cost.add_metric(base_values, latest.cost.share_of_target)
             yield cost
+            own = CounterMetricFamily(
+                "mcalltrace_tracer_cpu_seconds",
+                "CPU time the tracer's own threads used (measured; not charged to the target).",
+                labels=base,
+            )
+            own.add_metric(base_values, tracer_cpu_seconds)
+            yield own
             sampled = GaugeMetricFamily(
                 "mcalltrace_probe_attached_ratio",
                 "Share of the last interval each probe group was attached (1: exact counts).",

@@ -65,6 +65,8 @@ def header_renderable(header: TraceHeader, latest: Snapshot | None, state: ViewS
         text.append(f"{percent(share)} of target CPU" if len(text) < 58 else percent(share), style=style)
         if header.overhead_budget is not None:
             text.append(f" (budget {percent(header.overhead_budget)})", style="dim")
+        if cost.tracer_cpu_fraction is not None:
+            text.append(f"  tracer {percent(cost.tracer_cpu_fraction)} of a core", style="dim")
         if latest is not None and latest.sampled:
             text.append(f"  {ESTIMATE_MARK}sampled", style="bold yellow")
     if state.notice:
