@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,17 @@ from tracer.target.inspect import inspect_target  # noqa: E402
 
 PROBED = ("runtime.mcall", "runtime.gogo", "runtime.findRunnable", "runtime.runqsteal")
 MCALLTRACE = [sys.executable, "-m", "tracer.cli"]
+MODE_NAMES = {
+    "mcalltrace": "mcalltrace",
+    "mcalltrace-exact": "mcalltrace exact",
+    "runtime/trace": "runtime/trace",
+    "empty": "empty probes",
+}
+
+
+def start_hogs() -> list[subprocess.Popen[bytes]]:
+    """One CPU-bound process per CPU, at the same priority as everything else."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
 
 
 @dataclasses.dataclass
@@ -204,13 +216,39 @@ def schedload_run(
     return result
 
 
+# The HTTP leg: the server alone on the last CPU (GOMAXPROCS=1), wrk on the others, so that the
+# server is what saturates and a cost to it shows as lost throughput (with a Go client sharing
+# the server's cores, the client was the bottleneck and even exact mode read 1.02). The tracer is
+# not pinned: its own CPU competes with both, as it would on a small host.
+SERVER_CPU = (os.cpu_count() or 1) - 1
+CLIENT_CPUS = ",".join(str(cpu) for cpu in range(max(SERVER_CPU, 1))) if SERVER_CPU > 0 else "0"
+
+
+def _wrk_requests_per_second(url: str, seconds: float) -> float:
+    """wrk's Requests/sec for `seconds` of load from the client CPUs (one line of its output)."""
+    output = subprocess.run(
+        ["taskset", "-c", CLIENT_CPUS, "wrk", "-t1", "-c32", f"-d{seconds:g}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
 def http_run(programs: Programs, mode: str, seconds: float) -> dict:
-    argv = [str(programs.httpload), "-serve", "127.0.0.1:0"]
+    argv = ["taskset", "-c", str(SERVER_CPU), str(programs.httpload), "-serve", "127.0.0.1:0"]
     trace_file = None
     if mode == "runtime/trace":
         trace_file = tempfile.NamedTemporaryFile(suffix=".trace")  # noqa: SIM115
         argv += ["-trace", trace_file.name]
-    server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GOMAXPROCS": "1"},
+    )
     tracer = None
     loaded = None
     try:
@@ -231,13 +269,7 @@ def http_run(programs: Programs, mode: str, seconds: float) -> dict:
             plan = build_plan(info, os.cpu_count() or 1)
             loaded = LoadedProbes(plan, f"/proc/{server.pid}/exe", server.pid, "empty.bpf.c")
             loaded.attach()
-        client = subprocess.run(
-            [str(programs.httpload), "-load", url, "-duration", f"{seconds}s", "-c", "32"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = {"rps": float(client.stdout)}
+        result = {"rps": _wrk_requests_per_second(url, seconds)}
         if tracer is not None:
             tracer.send_signal(2)
             assert tracer.stdout is not None
@@ -353,9 +385,23 @@ def main() -> int:
         "the budget's steady state, not only its first milliseconds",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "overhead.json")
+    parser.add_argument(
+        "--busy-host",
+        action="store_true",
+        help="keep a CPU-bound process (nice 0) on every CPU throughout, as on a busy production host",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("schedload", "http", "gofmt"),
+        action="append",
+        help="run only these legs of the mode comparison (and skip the per-hit costs)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark attaches uprobes")
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        raise SystemExit("the HTTP leg needs wrk and taskset: apt-get install wrk util-linux")
+    hogs = start_hogs() if args.busy_host else []
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     programs = build()
 
@@ -367,14 +413,22 @@ def main() -> int:
     hits: dict[str, int] = {}
     for repeat in range(args.repeat):
         print(f"round {repeat + 1}/{args.repeat}", file=sys.stderr)
+        legs = set(args.only or ("schedload", "http", "gofmt"))
         for mode in ("untraced", "mcalltrace", "mcalltrace-exact", "runtime/trace", "empty"):
-            add(f"schedload {mode} wall", schedload_run(programs, mode, rounds=args.schedload_rounds)["wall"])
-            http = http_run(programs, mode, args.http_seconds)
-            add(f"http {mode} rps", http["rps"])
-            if http.get("estimated_share") is not None:
-                add(f"http {mode} estimated share", http["estimated_share"])
-            if mode != "runtime/trace":
+            if "schedload" in legs:
+                run = schedload_run(programs, mode, rounds=args.schedload_rounds)
+                add(f"schedload {mode} wall", run["wall"])
+            if "http" in legs:
+                http = http_run(programs, mode, args.http_seconds)
+                add(f"http {mode} rps", http["rps"])
+                if http.get("estimated_share") is not None:
+                    add(f"http {mode} estimated share", http["estimated_share"])
+                if http.get("tracer_cpu") is not None:
+                    add(f"http {mode} tracer cpu", http["tracer_cpu"])
+            if "gofmt" in legs and mode != "runtime/trace":
                 add(f"gofmt {mode} cpu", gofmt_run(programs, mode)["cpu"])
+        if args.only:
+            continue
         untraced = schedload_run(programs, "untraced")
         add("cpu untraced", untraced["cpu"])
         for function in PROBED:
@@ -387,29 +441,31 @@ def main() -> int:
             )
 
     median = {key: statistics.median(values) for key, values in samples.items()}
-    ratios = {
-        "schedload mcalltrace / untraced (wall)": median["schedload mcalltrace wall"]
-        / median["schedload untraced wall"],
-        "schedload mcalltrace exact / untraced (wall)": median["schedload mcalltrace-exact wall"]
-        / median["schedload untraced wall"],
-        "schedload runtime/trace / untraced (wall)": median["schedload runtime/trace wall"]
-        / median["schedload untraced wall"],
-        "schedload empty probes / untraced (wall)": median["schedload empty wall"]
-        / median["schedload untraced wall"],
-        "http mcalltrace / untraced (throughput)": median["http mcalltrace rps"]
-        / median["http untraced rps"],
-        "http mcalltrace exact / untraced (throughput)": median["http mcalltrace-exact rps"]
-        / median["http untraced rps"],
-        "http runtime/trace / untraced (throughput)": median["http runtime/trace rps"]
-        / median["http untraced rps"],
-        "http empty probes / untraced (throughput)": median["http empty rps"] / median["http untraced rps"],
-        "gofmt mcalltrace / untraced (CPU)": median["gofmt mcalltrace cpu"] / median["gofmt untraced cpu"],
-        "gofmt mcalltrace exact / untraced (CPU)": median["gofmt mcalltrace-exact cpu"]
-        / median["gofmt untraced cpu"],
-        "gofmt empty probes / untraced (CPU)": median["gofmt empty cpu"] / median["gofmt untraced cpu"],
-    }
+    ratios = {}
+    for leg, unit, what in (
+        ("schedload", "wall", "wall"),
+        ("http", "rps", "throughput"),
+        ("gofmt", "cpu", "CPU"),
+    ):
+        base = median.get(f"{leg} untraced {unit}")
+        for mode, name in MODE_NAMES.items():
+            value = median.get(f"{leg} {mode} {unit}")
+            if base and value is not None:
+                ratios[f"{leg} {name} / untraced ({what})"] = value / base
+    # A leg counts only if it can fail: with every probe always in, the target must lose what
+    # the probes cost it (throughput down, time up), or the leg measures its load generator.
+    checks = []
+    for leg, unit, loss_is_less in (
+        ("schedload", "wall", False),
+        ("http", "rps", True),
+        ("gofmt", "cpu", False),
+    ):
+        base, exact = median.get(f"{leg} untraced {unit}"), median.get(f"{leg} mcalltrace-exact {unit}")
+        if base and exact is not None:
+            ratio = exact / base
+            checks.append((leg, ratio, ratio < 0.97 if loss_is_less else ratio > 1.03))
     per_hit = {}
-    for function in PROBED:
+    for function in PROBED if not args.only else ():
         if hits[function] < 100_000:  # too few hits for a difference of CPU times to mean anything
             continue
         base = median["cpu untraced"]
@@ -421,12 +477,14 @@ def main() -> int:
         floor = per_hit[function]["empty"]
         per_hit[function]["real / empty"] = per_hit[function]["real"] / floor if floor > 0 else None
 
-    tracer = tracer_at_64_ps(programs)
-    steady = tracer["steady_cpu_fraction"]
+    for hog in hogs:
+        hog.kill()
+    tracer = tracer_at_64_ps(programs) if not args.only else None
 
     print(
         f"\nmcalltrace overhead on {platform.node()} (kernel {platform.release()}, {os.cpu_count()} CPUs), "
         f"{time.strftime('%Y-%m-%d')}, medians of {args.repeat}"
+        + (", a CPU hog on every CPU" if args.busy_host else "")
     )
     print(f"{'ratio':<48}{'value':>8}")
     for name, value in ratios.items():
@@ -442,15 +500,22 @@ def main() -> int:
         relative = f"{row['real / empty']:.2f}" if row["real / empty"] else "-"
         cells = "".join(f"{row[column]:>8.0f}" for column in columns)
         print(f"{function:<32}{cells}{relative:>11}{row['hits']:>10}")
+    for leg, exact, can_fail in checks:
+        verdict = "can fail" if can_fail else "CANNOT SEE THE COST: do not quote it"
+        print(f"{leg}: exact mode reads {exact:.3f} of untraced: the leg {verdict}")
     for mode in MCALLTRACE_MODES:
         key = f"http {mode} estimated share"
         if key in median:
             print(f"http: {mode} says its probes cost {100 * median[key]:.2f}% of the server's CPU")
-    print(
-        f"\ntracer CPU at 64 Ps, 1 s interval: {100 * steady:.2f}% of one core (steady state); "
-        f"attach {tracer['attach_seconds']:.2f} s, "
-        f"first interval after {tracer['first_interval_seconds']:.2f} s"
-    )
+        key = f"http {mode} tracer cpu"
+        if key in median:
+            print(f"http: {mode}'s own CPU {median[key]:.2f} s over the leg")
+    if tracer is not None:
+        print(
+            f"\ntracer CPU at 64 Ps, 1 s interval: {100 * tracer['steady_cpu_fraction']:.2f}% of one core "
+            f"(steady state); attach {tracer['attach_seconds']:.2f} s, "
+            f"first interval after {tracer['first_interval_seconds']:.2f} s"
+        )
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
@@ -460,6 +525,8 @@ def main() -> int:
                 "kernel": platform.release(),
                 "cpus": os.cpu_count(),
                 "repeat": args.repeat,
+                "busy_host": args.busy_host,
+                "legs_can_fail": {leg: can_fail for leg, _exact, can_fail in checks},
                 "samples": samples,
                 "medians": median,
                 "ratios": ratios,

@@ -45,6 +45,8 @@ from tracer.target.process import load_bias, process_alive
 _LOOK_SECONDS = 0.05
 # A window this long is watched too: a load that grows inside it would cost that much at full cost.
 _WATCHED_WINDOW_SECONDS = 0.01
+# Less time attached than this says too little of a rate.
+_MIN_MEASURED_SECONDS = 0.0005
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class LiveSource:
         self._watch_errors: list[BaseException] = []
         self._origin_ns: int | None = None  # where the steps start, under a budget
         self._armed: dict[str, int] = {}  # the alarm's limits as last written
+        self._last_progress: tuple[int, dict[int, int]] | None = None  # (monotonic_ns, schedticks)
         self._p_addresses: dict[int, int] = {}
         costs = probe_costs(self.plan)
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
@@ -353,6 +356,8 @@ class LiveSource:
                     break
                 elif self._target_gone():
                     ended = "target exited"
+                elif self.controller is not None:
+                    self._progress()  # where a step ended by the target's exit will end
             if ended is None and self._target_gone():
                 ended = "target exited"
             if self.runtime is not None and ended is None:
@@ -363,6 +368,11 @@ class LiveSource:
                 with contextlib.suppress(TargetExited):
                     self._p_addresses = self.runtime.p_addresses(raw.p_addresses)
             progress = self._progress()
+            if progress is None and self._last_progress is not None and ended is not None:
+                # The target is gone: its last step ends where its progress was last read (the
+                # main loop reads it every 100 ms, the cycler at every window's edges), so that
+                # the step's windows are weighed against the work done, not against the time.
+                progress = self._last_progress[1]
             coverage = self._shares_of_work(previous_ns, raw.monotonic_ns, previous_progress, progress)
             snapshot = self.collector.next(raw, coverage)
             previous_progress = progress
@@ -390,9 +400,14 @@ class LiveSource:
         if self.runtime is None:
             return None
         try:
-            return self.runtime.schedticks(self._p_addresses)
+            progress = self.runtime.schedticks(self._p_addresses)
         except TargetExited:
             return None
+        now_ns = time.monotonic_ns()
+        with self._budget_lock:
+            if self._last_progress is None or now_ns > self._last_progress[0]:
+                self._last_progress = (now_ns, progress)
+        return progress
 
     def _shares_of_work(
         self, start_ns: int, end_ns: int, start: dict[int, int] | None, end: dict[int, int] | None
@@ -535,17 +550,21 @@ class LiveSource:
             # A group went in for good during the span: measure it from now, not in 20 ms.
             self._last_look = (now_ns, hits)
             return True
+        # A group in a window for part of the span took its hits in that part only: its cost per
+        # second attached is what it spent over the time it was in.
+        attached_seconds = {group: attached.get(group, 0.0) * seconds for group in self.probes.groups}
         spent = {
             group: (hits[group] - hits_then[group]) * self._group_hit_cost[group]
             for group in self.probes.groups
-            if attached.get(group, 0.0) >= 0.999
+            if attached_seconds[group] >= _MIN_MEASURED_SECONDS
         }
         share = self.controller.allowed / max(len(self.probes.groups), 1)
         if seconds < _LOOK_SECONDS and all(cost <= share * _LOOK_SECONDS for cost in spent.values()):
             return False  # too short to say, and nothing spent that matters yet
         self._last_look = (now_ns, hits)
+        rates = {group: cost / attached_seconds[group] for group, cost in spent.items()}
         with self._budget_lock:
-            changed = self.controller.look({group: cost / seconds for group, cost in spent.items()}, seconds)
+            changed = self.controller.look(rates, seconds)
             if changed is not None:
                 self.cycler.set_duties(changed)
         return True

@@ -39,6 +39,9 @@ REATTACH_HEADROOM = 0.8
 # the budget's share for one group (budget / groups): a probe costs the target at most all the
 # CPU it uses while the probe is in, so at that duty the budget holds whatever the load.
 PROBATION_SECONDS = 0.015
+# A sampled group whose cost a look finds this many times what was known has a new load: back on
+# probation. (A little more than known is the noise of short windows: believed, not probation.)
+LOAD_JUMP = 2.0
 # The shortest window worth opening: one attach and one detach cost the tracer about 0.3 ms of
 # CPU and the target two page replacements.
 MIN_WINDOW_SECONDS = 0.001
@@ -141,11 +144,13 @@ class BudgetController:
         if nothing changes."""
         grown = False
         for group, cost in costs.items():
-            if cost <= self.full_cost.get(group, 0.0):
+            known = self.full_cost.get(group, 0.0)
+            if cost <= known:
                 continue
             self.full_cost[group] = cost
-            # A new load, known from one short span: on probation until windows measure it.
-            self.measured_seconds[group] = 0.0
+            if self.duties.get(group, 1.0) >= 1.0 or cost > LOAD_JUMP * known:
+                # A new load, known from one short span: on probation until windows measure it.
+                self.measured_seconds[group] = 0.0
             grown = True
         if not grown:
             return None
