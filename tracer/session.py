@@ -162,10 +162,11 @@ class LiveSource:
         self._armed: dict[str, int] = {}  # the alarm's limits as last written
         self._last_progress: tuple[int, dict[int, int]] | None = None  # (monotonic_ns, schedticks)
         self._p_addresses: dict[int, int] = {}
-        costs = probe_costs(self.plan)
+        self._probe_costs = probe_costs(self.plan)
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
         self._group_hit_cost = {
-            group: max(costs.get(probe, 0.0) for probe in GROUP_PROBES[group]) for group in self.probes.groups
+            group: max(self._probe_costs.get(probe, 0.0) for probe in GROUP_PROBES[group])
+            for group in self.probes.groups
         }
         started = time.monotonic()
         try:
@@ -451,15 +452,15 @@ class LiveSource:
         )
 
     def _start_budget(self, attached_ns: int) -> None:
-        """Under a budget: the controller, the duty cycler and the watcher that looks at the
-        always-attached groups' hits every few milliseconds, from the moment the probes went in."""
+        """Under a budget: the controller, the duty cycler and the watcher whose looks (every look
+        period, and at the kernel's alarm) start from the moment the probes went in."""
         budget = self.options.overhead_budget
         if budget is None:
             return
         self._origin_ns = time.monotonic_ns()
         self.controller = BudgetController(
             budget,
-            probe_costs(self.plan),
+            self._probe_costs,
             self.probes.groups,
             self.options.step,
             # room in each step for a window's attach, and for a link's grace period
@@ -528,7 +529,7 @@ class LiveSource:
             poller.close()
 
     def _look(self) -> bool:
-        """A quick look at the always-attached groups' hits since the last measured look.
+        """A quick look at the watched groups' hits since the last measured look.
 
         A rate over a few milliseconds is spiky: a light load's burst of a dozen hits would look
         like a heavy one. So a look measures from the last one that decided anything, and
@@ -547,7 +548,7 @@ class LiveSource:
         attached = self._coverage(since_ns, now_ns)
         duties = self.controller.duties
         if any(duties[group] >= 1.0 and attached.get(group, 0.0) < 0.999 for group in attached):
-            # A group went in for good during the span: measure it from now, not in 20 ms.
+            # A group went in for good during the span: measure it from now, not a look period on.
             self._last_look = (now_ns, hits)
             return True
         # A group in a window for part of the span took its hits in that part only: its cost per

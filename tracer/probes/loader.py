@@ -24,8 +24,9 @@ from tracer.probes.ringbuf import RingBufferReader
 from tracer.probes.uprobe_multi import BPF_TRACE_UPROBE_MULTI
 
 _BPF_NOEXIST = 1  # bpf_map_update_elem flag: only create
-RINGBUF_PAGES = 1024  # BPF_RINGBUF_OUTPUT(events, ...) in bpf/sched.bpf.c
-_RINGS: dict[int, RingBufferReader] = {}
+RINGBUF_PAGES = {b"events": 1024, b"alarms": 1}  # BPF_RINGBUF_OUTPUT(name, pages) in bpf/sched.bpf.c
+# One reader per ring of a compiled program, which later attaches reuse: (id of program, ring name)
+_RINGS: dict[tuple[int, bytes], RingBufferReader] = {}
 
 # Fixed per-CPU value sizes make the sums cheap: every counter is a u64.
 _P_WORDS = layout.P_COUNTER_WORDS
@@ -284,12 +285,16 @@ class LoadedProbes:
 
     def read_events(self) -> list[bytes]:
         """The raw events written since the last call (bulk, through the ring's own memory)."""
-        reader = _RINGS.get(id(self._bpf))
+        return self._ring(b"events").read()
+
+    def _ring(self, name: bytes) -> RingBufferReader:
+        """The bulk reader of one of the program's rings (mapped once per compiled program)."""
+        key = (id(self._bpf), name)
+        reader = _RINGS.get(key)
         if reader is None:
-            table = self._bpf[b"events"]
-            reader = RingBufferReader(table.map_fd, RINGBUF_PAGES * mmap.PAGESIZE)
-            _RINGS[id(self._bpf)] = reader
-        return reader.read()
+            reader = RingBufferReader(self._bpf[name].map_fd, RINGBUF_PAGES[name] * mmap.PAGESIZE)
+            _RINGS[key] = reader
+        return reader
 
     def set_reason(self, slot: int, pc: int) -> None:
         """Name one more mcall target: calls to `pc` count in `slot` from now on."""
@@ -318,14 +323,10 @@ class LoadedProbes:
 
     def read_alarms(self) -> int:
         """Consume the alarms raised so far; how many (each disarmed its group)."""
-        reader = _RINGS.get(-id(self._bpf))
-        if reader is None:
-            reader = RingBufferReader(self.alarm_fd, mmap.PAGESIZE)
-            _RINGS[-id(self._bpf)] = reader
-        return len(reader.read())
+        return len(self._ring(b"alarms").read())
 
     def read_group_hits(self) -> dict[str, int]:
-        """Hits so far per probe group (one lookup: cheap enough to read every 20 ms)."""
+        """Hits so far per probe group (one lookup: cheap enough for every look)."""
         words = self._percpu_words(self._tables["group_hits"], 0, layout.GROUPS)
         return dict(zip(layout.GROUP_NAMES, words, strict=True))
 
