@@ -43,12 +43,14 @@ def test_a_heavy_load_is_sampled_within_the_budget_and_estimated_from_its_window
     assert 0 < summary["sampled"]["mcall"] < 0.2
     # Each goroutine exits once: the estimate from the windows is near the count the program kept.
     exits = summary["totals"]["mcall_by_reason"].get("goexit0", 0)
-    assert 0.7 * started <= exits <= 1.3 * started, (exits, started, summary["sampled"])
+    # (10 runs: 0.989-1.001 of the truth; a window counted as open through its detach's grace
+    # period had made some 0.79-0.88)
+    assert 0.95 * started <= exits <= 1.05 * started, (exits, started, summary["sampled"])
     # The probes cost what the budget allows once sampling has begun: the load's first tens of
     # milliseconds run at full cost until the tracer sees the target's CPU jump and measures it.
     shares = [item["cost"]["share_of_target"] for item in busy if item["cost"]["share_of_target"] is not None]
     assert all(share < 0.04 for share in shares[2:]), shares
-    assert sum(shares[1:]) / len(shares[1:]) < 0.03, shares
+    assert sum(shares[1:]) / len(shares[1:]) < 0.02, shares
     # No measurement spans a detached gap: findRunnable's timings stay within the interval.
     for item in busy:
         for sample in item["per_p"]:

@@ -316,6 +316,44 @@ def test_a_window_whose_hits_fall_partly_outside_its_progress_reads_counts_for_a
     assert cycler.attached_share("mcall", 1_000, 10_000, {0: 0}, {0: 10_000}) == pytest.approx(100 / 10_000)
 
 
+def test_a_window_in_its_grace_period_counts_as_closed() -> None:
+    """A detach removes the breakpoints, then waits out a grace period (25-50 ms for a link). A
+    step that ends inside that wait must not count the window as open up to its end: the work
+    done then was seen by no probe (one such step read a tenth of its true counts)."""
+    in_grace_period = threading.Event()
+    release = threading.Event()
+
+    class SlowDetach(_FakeProbes):
+        def detach_group(self, group: str) -> int:
+            removed_at = time.monotonic_ns()
+            in_grace_period.set()
+            release.wait(timeout=5)
+            return removed_at
+
+    ticks = {0: 0}
+    cycler = DutyCycler(
+        SlowDetach(),
+        ("mcall",),
+        1.0,
+        attached_since_ns=0,
+        origin_ns=0,
+        progress=lambda: dict(ticks),
+        progress_at_attach={0: 0},
+    )
+    ticks[0] = 100  # the work done while the probes were in
+    closing = threading.Thread(target=cycler._detach, args=("mcall",))
+    closing.start()
+    try:
+        assert in_grace_period.wait(timeout=5)
+        # 900 more time slices start while the detach waits, with no probe in.
+        end_ns = time.monotonic_ns()
+        share = cycler.attached_share("mcall", 0, end_ns, {0: 0}, {0: 1_000})
+    finally:
+        release.set()
+        closing.join()
+    assert share == pytest.approx(100 / 1_000)
+
+
 def test_an_unmeasured_load_is_sampled_at_the_budgets_share_per_group() -> None:
     """A look that sees a load grow puts the group on probation: at most budget / groups of each
     step, the duty at which the budget holds even if every instruction the target runs while the

@@ -208,15 +208,21 @@ class DutyCycler:
     def _detach(self, group: str) -> None:
         progress = self._read_progress()
         hits = self._read_hits(group)
+        with self._lock:
+            span = self._timeline[group][-1]
+            span.progress_out = progress
+            span.hits_out = hits
+            # Closed for everyone else from here: detach_group waits out a grace period after
+            # the breakpoints are gone (tens of milliseconds), and a step that ended inside it
+            # would otherwise count the span as open, its work up to the step's end as seen by
+            # probes no longer there (one such step read a tenth of its true counts).
+            span.detached_ns = time.monotonic_ns()
         # The span closes when the breakpoints go out: detach_group takes the time before the
         # grace period it then waits out.
         removed_at = self.probes.detach_group(group)
         hits_after = self._read_hits(group)
         with self._lock:
-            span = self._timeline[group][-1]
             span.detached_ns = removed_at
-            span.progress_out = progress
-            span.hits_out = hits
             span.hits_after = hits_after
 
     def _run(self, group: str) -> None:
