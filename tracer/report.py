@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 from rich.console import Console, Group
@@ -102,8 +103,21 @@ def report_data(recording: Recording) -> dict[str, Any]:
             "worst_spread": max((item["spread"] for item in imbalance), default=None),
             "over_time": imbalance,
         },
-        "captures": list(recording.markers),
+        # Each with its offset into the trace beside the raw epoch seconds ("time").
+        "captures": [
+            {**marker, "offset_seconds": marker["time"] - recording.header.started}
+            if isinstance(marker.get("time"), (int, float))
+            else dict(marker)
+            for marker in recording.markers
+        ],
     }
+
+
+def instant_text(epoch_seconds: float, started: float) -> str:
+    """An instant of a trace as a reader wants it: local date and time, and the offset into the
+    trace ("2026-12-03 15:44:11 local, 12.4 s into the trace")."""
+    local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_seconds))
+    return f"{local} local, {epoch_seconds - started:.1f} s into the trace"
 
 
 def report_renderable(data: dict[str, Any]) -> Group:
@@ -216,12 +230,20 @@ def report_renderable(data: dict[str, Any]) -> Group:
         Text.assemble(
             ("captures ", "bold"),
             "; ".join(
-                f"{item.get('trigger')} at {item.get('time')} -> {item.get('directory')}" for item in captures
+                f"{item.get('trigger')} at {_capture_time(item, header)} -> {item.get('directory')}"
+                for item in captures
             )
             or "none",
         )
     )
     return Group(*lines)
+
+
+def _capture_time(capture: dict[str, Any], header: dict[str, Any]) -> str:
+    when = capture.get("time")
+    if not isinstance(when, (int, float)):
+        return "an unknown time"
+    return instant_text(when, header["started"])
 
 
 def render_report(data: dict[str, Any], console: Console | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_report_json_is_the_live_summary_plus_extras(tmp_path: Path) -> None:
     assert rates == sorted(rates, reverse=True)
     assert data["runq_imbalance"]["worst_spread"] >= data["runq_imbalance"]["mean_spread"]
     assert data["captures"][0]["trigger"] == "steal_failure_rate>5%"
+    assert data["captures"][0]["offset_seconds"] == pytest.approx(3.0)
     cpu = data["scheduler_cpu"]
     totals = summary.totals
     assert cpu["sample_hz"] == 99 and cpu["samples"] == totals.cpu_sample_count
@@ -79,6 +81,10 @@ def test_report_json_is_the_live_summary_plus_extras(tmp_path: Path) -> None:
     assert cpu["target_cores"] == totals.cpu_sample_count / 99 / summary.duration
     text = run_cli("report", str(path))
     assert text.returncode == 0 and "Per P" in text.stdout and "captures steal_failure_rate>5%" in text.stdout
+    # The capture's time as a local time and its offset into the trace, not raw epoch seconds.
+    local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(HEADER.started + 3))
+    assert f"at {local} local, 3.0 s into the trace" in " ".join(text.stdout.split())
+    assert f"{HEADER.started + 3}" not in text.stdout
     share = f"{100 * totals.mcall_cpu_share:.1f}%"
     assert f"scheduler CPU {share} of the target's CPU" in text.stdout
 
