@@ -29,7 +29,7 @@ from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ, build_sampler_plan
 from tracer.probes.duty import DutyCycler, prefer_this_thread
 from tracer.probes.layout import GLOBAL_COUNTER_SLICES as P_GLOBAL_SLICES
 from tracer.probes.loader import CpuSampler, RawCounters  # bcc is imported when one is made
-from tracer.probes.plan import ProbePlan, build_plan
+from tracer.probes.plan import ProbePlan, build_plan, probe_label
 from tracer.sinks.base import Sink
 from tracer.spawn import HeldProgram
 from tracer.target.elfimage import ElfImage
@@ -217,11 +217,7 @@ class LiveSource:
             build_id=info.build_id,
             interval=options.interval,
             max_p=self.plan.max_p,
-            probes=tuple(
-                f"{probe.function}+{probe.address - info.functions[probe.function].address}"
-                f" ({'emulated' if probe.emulated else 'stepped'})"
-                for probe in self.plan.probes
-            ),
+            probes=tuple(probe_label(probe, info.functions) for probe in self.plan.probes),
             started=time.time(),
             overhead_budget=options.overhead_budget if self.controller is not None else None,
             cpu_sample_hz=options.cpu_sample_hz if self.sampler is not None else 0,

@@ -25,6 +25,7 @@ from tests.conftest import (
 from tests.integration.go_oracle import go_asm_h, instructions_after_calls, nm, objdump, version_m
 from tracer.errors import EXIT_UNSUPPORTED
 from tracer.probes.cpu_plan import CATEGORY_CODES, build_cpu_table
+from tracer.probes.plan import build_plan, probe_label
 from tracer.target import offsets_table
 from tracer.target.cpu_functions import category_of
 from tracer.target.elfimage import ElfImage
@@ -107,6 +108,17 @@ def test_rets_and_probe_sites_match_go_tool_objdump(go_programs: GoPrograms, ver
         code, text = by_stealwork[address]
         assert text.startswith("J") and is_emulated(bytes.fromhex(code)), text
         assert raw[file_offset : file_offset + len(code) // 2].hex() == code
+    # Each probe is named by the function objdump lists its instruction under, with its offset
+    # there: runqsteal's result sites as stealWork's (their offset from runqsteal was negative).
+    for probe in build_plan(info, 8).probes:
+        label = probe_label(probe, info.functions)
+        holder = info.functions[probe.function]
+        if probe.handler == "on_runqsteal_ret":
+            holder = steal_work
+            assert probe.address in by_stealwork
+        assert label.startswith(f"{holder.name}+{probe.address - holder.address} ("), label
+        if probe.handler == "on_runqsteal_ret":
+            assert label.endswith("(runqsteal's result, emulated)"), label
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

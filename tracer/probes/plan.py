@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tracer.errors import UnsupportedTarget
 from tracer.probes import layout
-from tracer.target.inspect import TargetInfo
+from tracer.target.inspect import FunctionInfo, TargetInfo
 from tracer.target.runtime_functions import MCALL_TARGETS
 
 # Offsets the BPF program is compiled with: key in TargetInfo.offsets -> -D name.
@@ -165,3 +165,20 @@ def build_plan(info: TargetInfo, gomaxprocs: int) -> ProbePlan:
         reason_addresses=reason_addresses,
         wait_reasons=info.wait_reasons,
     )
+
+
+def probe_label(probe: Probe, functions: dict[str, FunctionInfo]) -> str:
+    """How a probe is named to the user: the function and offset its instruction lies in, and
+    whose result it reads when that is another function's (runqsteal's result is tested in
+    stealWork, so its site is "runtime.stealWork+N (runqsteal's result)", not an offset from
+    runqsteal's start); then how the kernel takes the hit."""
+    how = "emulated" if probe.emulated else "stepped"
+    holder = next(
+        (info for info in functions.values() if info.address <= probe.address < info.address + info.size),
+        None,
+    )
+    where = f"{probe.address:#x}" if holder is None else f"{holder.name}+{probe.address - holder.address}"
+    if holder is not None and holder.name == probe.function:
+        return f"{where} ({how})"
+    short = probe.function.removeprefix("runtime.")
+    return f"{where} ({short}'s result, {how})"
