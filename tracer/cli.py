@@ -359,27 +359,28 @@ def doctor() -> None:
         sys.exit(1)
 
 
+# The demo is for trying mcalltrace out: unless told otherwise it stops by itself.
+DEMO_DURATION_SECONDS = 20.0
+
+
 @cli.command()
-@click.option("--interval", type=DURATION, default="1s", show_default=True, help="Sampling interval.")
-@click.option("--duration", type=DURATION, default="20s", show_default=True, help="How long to trace.")
-@click.option("--no-ui", is_flag=True, help="One plain line per interval instead of the live UI.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@OVERHEAD_BUDGET_OPTION
-@CPU_SAMPLE_OPTION
-def demo(
-    interval: float, duration: float, no_ui: bool, as_json: bool, overhead_budget: str, cpu_sample_hz: int
-) -> None:
-    """Build the bundled Go workload (parking, exits, preemption, stealing, syscalls) and trace it."""
+@trace_options
+def demo(interval: float, duration: float | None, no_ui: bool, as_json: bool, **record: object) -> None:
+    """Build the bundled Go workload (parking, exits, preemption, stealing, syscalls) and trace it
+    for 20 s (or --duration), with every option of --pid: --record it and replay it, serve it to
+    --prometheus, trigger captures."""
     from tracer.demo import run_demo
 
     sys.exit(
         run_demo(
             interval=interval,
-            duration=duration,
+            duration=duration if duration is not None else DEMO_DURATION_SECONDS,
             no_ui=no_ui,
             as_json=as_json,
-            overhead_budget=parse_budget(overhead_budget),
-            cpu_sample_hz=cpu_sample_hz,
+            overhead_budget=parse_budget(str(record.pop("overhead_budget"))),
+            cpu_sample_hz=record.pop("cpu_sample_hz"),  # type: ignore[arg-type]
+            prometheus=record.pop("prometheus"),  # type: ignore[arg-type]
+            recording=_record_options(record),
         )
     )
 

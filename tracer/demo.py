@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from tracer.errors import TracerError
 from tracer.gobuild import CACHE, find_toolchain
 from tracer.paths import demo_source
 from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ
+
+if TYPE_CHECKING:
+    from tracer.livecmd import RecordOptions
 
 
 def build_demo() -> Path:
@@ -53,6 +57,8 @@ def run_demo(
     as_json: bool,
     overhead_budget: float | None = 0.02,
     cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ,
+    prometheus: str | None = None,
+    recording: RecordOptions | None = None,
 ) -> int:
     from tracer.livecmd import trace_live
 
@@ -69,6 +75,8 @@ def run_demo(
             as_json=as_json,
             overhead_budget=overhead_budget,
             cpu_sample_hz=cpu_sample_hz,
+            prometheus=prometheus,
+            recording=recording,
         )
     finally:
         stop_demo(process)

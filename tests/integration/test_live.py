@@ -272,9 +272,17 @@ def test_live_errors_are_one_line(go_programs: GoPrograms, tmp_path: Path) -> No
         process.wait()
 
 
-def test_demo_quickstart_traces_the_bundled_workload() -> None:
-    result = run_cli("demo", "--duration", "3s", "--json", timeout=300)
+def test_demo_quickstart_traces_the_bundled_workload(tmp_path: Path) -> None:
+    # Recorded as the README says (--record works on the demo too), then reported from the file.
+    record = tmp_path / "demo.mctrace"
+    result = run_cli("demo", "--duration", "3s", "--json", "--record", str(record), timeout=300)
     assert result.returncode == 0, result.stderr
+    reported = run_cli("report", "--json", str(record))
+    assert reported.returncode == 0, reported.stderr
+    assert (
+        json.loads(reported.stdout)["totals"]
+        == summary_of([json.loads(line) for line in result.stdout.splitlines()])["totals"]
+    )
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     summary = summary_of(objects)
     reasons = summary["totals"]["mcall_by_reason"]
