@@ -94,3 +94,49 @@ def go_asm_h(toolchain: Toolchain) -> dict[str, int]:
         if len(parts) == 3 and parts[0] == "#define" and re.fullmatch(r"-?\d+", parts[2]):
             defines[parts[1]] = int(parts[2])
     return defines
+
+
+_SCHED_LINE = re.compile(r"^SCHED \d+ms: gomaxprocs=(\d+)")
+_DETAIL_P = re.compile(r"^\s+P(\d+): status=(\d+) .*? m=(\S+)")
+_DETAIL_M = re.compile(r"^\s+M(\d+): p=(\S+) curg=(\S+)")
+_DETAIL_G = re.compile(r"^\s+G(\d+): status=(\d+)\(.*\) m=(\S+)")
+_GLines = dict[str, tuple[int, str]]
+_P_STATES = {0: "idle", 1: "running", 2: "syscall", 3: "gcstop", 4: "dead"}
+
+
+def scheddetail_p_states(text: str) -> list[dict[int, str]]:
+    """Each P's state in each block of GODEBUG=schedtrace=N,scheddetail=1 output, by the runtime's
+    own rule for "in a system call": a P in _Psyscall (Go 1.19-1.25) or, from Go 1.26 (where
+    _Psyscall is retired), a _Prunning P whose M runs a goroutine in _Gsyscall or _Gdeadextra that
+    is tied to that M, whose P is this one (runtime.setBlockOnExitSyscall)."""
+    blocks: list[
+        tuple[list[tuple[int, int, str]], dict[str, tuple[str, str]], dict[str, tuple[int, str]]]
+    ] = []
+    for line in text.splitlines():
+        if _SCHED_LINE.match(line):
+            blocks.append(([], {}, {}))
+            continue
+        if not blocks:
+            continue
+        ps, ms, gs = blocks[-1]
+        if match := _DETAIL_P.match(line):
+            ps.append((int(match[1]), int(match[2]), match[3]))
+        elif match := _DETAIL_M.match(line):
+            ms[match[1]] = (match[2], match[3])
+        elif match := _DETAIL_G.match(line):
+            gs[match[1]] = (int(match[2]), match[3])
+    states = []
+    for ps, ms, gs in blocks:
+        if not ps:
+            continue
+        block = {}
+        for p_id, status, m_id in ps:
+            state = _P_STATES.get(status, str(status))
+            if status == 1 and m_id in ms:
+                m_p, curg = ms[m_id]
+                g_status, g_m = gs.get(curg, (-1, ""))
+                if (g_status & ~0x1000) in (3, 11) and g_m == m_id and m_p == str(p_id):
+                    state = "syscall"
+            block[p_id] = state
+        states.append(block)
+    return states

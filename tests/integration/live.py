@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -75,11 +75,14 @@ class LineReader:
 
 
 class Scenario:
-    def __init__(self, binary: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, binary: Path, *args: str, env: dict[str, str] | None = None, stderr: IO[str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [str(binary), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             env={**os.environ, **(env or {})},
         )

@@ -17,6 +17,11 @@ from tracer.errors import NoTarget
 from tracer.target.inspect import TargetInfo
 
 RUNQ_SIZE = 256  # len(p.runq) in every supported release
+P_RUNNING, P_SYSCALL = 1, 2  # _Prunning, _Psyscall (retired in Go 1.26: value 2 is then unused)
+G_SCAN = 0x1000
+# _Gsyscall, and Go 1.26's _Gdeadextra (an extra M's goroutine, in a syscall as far as its P is
+# concerned): the goroutine states runtime.setBlockOnExitSyscall takes as "in a system call".
+G_IN_SYSCALL = (3, 11)
 DEFAULT_MAXMCOUNT = 10000  # runtime.sched.maxmcount unless debug.SetMaxThreads changed it
 
 
@@ -110,6 +115,8 @@ class RuntimeReader:
         length = (tail - head) & 0xFFFFFFFF
         if length > RUNQ_SIZE:  # read mid-update: head and tail from different moments
             length = RUNQ_SIZE
+        if status == P_RUNNING and self._goroutine_in_syscall(address):
+            status = P_SYSCALL
         return PState(
             status=P_STATUS_NAMES.get(status, str(status)),
             runq_length=length + (1 if runnext else 0),
@@ -117,6 +124,25 @@ class RuntimeReader:
             schedtick=schedtick,
             syscalltick=syscalltick,
         )
+
+    def _goroutine_in_syscall(self, p_address: int) -> bool:
+        """A running P whose goroutine is in a system call: how Go 1.26+ says what _Psyscall said
+        before (the P stays _Prunning; runtime.setBlockOnExitSyscall's test): the P's M runs a
+        goroutine in _Gsyscall (or _Gdeadextra), still tied to that M, whose P is this one. On
+        older releases entersyscall takes the P off the M, so this never holds there. The reads
+        race with the target, as the runtime's own do; a torn read only misnames one sample."""
+        offsets = self.offsets
+        m_address = self._u64(p_address + offsets["p.m"])
+        if not m_address:
+            return False
+        curg = self._u64(m_address + offsets["m.curg"])
+        if not curg:
+            return False
+        g_status = self._u32(curg + offsets["g.atomicstatus"])
+        if g_status is None or (g_status & ~G_SCAN) not in G_IN_SYSCALL:
+            return False
+        tied_to_m = self._u64(curg + offsets["g.m"]) == m_address
+        return tied_to_m and self._u64(m_address + offsets["m.p"]) == p_address
 
     def read(self, seen_by_probes: dict[int, int]) -> tuple[dict[int, PState], RuntimeState]:
         states = {}

@@ -13,7 +13,9 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 var stdin = bufio.NewReader(os.Stdin)
@@ -158,6 +160,27 @@ func churn(milliseconds int) {
 	done()
 }
 
+// syscalls keeps 8 goroutines in 200 µs blocking nanosleep system calls, back to back, for the
+// given number of milliseconds: Ps whose goroutine is in a system call most of the time (the
+// raw syscall, not time.Sleep, so that the runtime sees a system call and no timer).
+func syscalls(milliseconds int) {
+	waitForGo()
+	deadline := time.Now().Add(time.Duration(milliseconds) * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pause := syscall.Timespec{Nsec: 200_000}
+			for time.Now().Before(deadline) {
+				_, _, _ = syscall.Syscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&pause)), 0, 0)
+			}
+		}()
+	}
+	wg.Wait()
+	done()
+}
+
 // paced starts n goroutines one at a time, 20 ms apart: a load light enough to trace exactly.
 func paced(n int) {
 	waitForGo()
@@ -226,6 +249,8 @@ func runScenario(name string, count int, path string) bool {
 		churn(count)
 	case "paced":
 		paced(count)
+	case "syscalls":
+		syscalls(count)
 	case "profiled":
 		profiled(count, path)
 	case "gomaxprocs":
