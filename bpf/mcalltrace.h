@@ -7,8 +7,9 @@
 #ifndef MCALLTRACE_H
 #define MCALLTRACE_H
 
-/* Number of P slots, a power of two >= GOMAXPROCS; one more slot, MCT_NO_P, collects events on
- * threads that hold no P (and P ids beyond the limit). */
+/* Number of P slots: the runtime's own maximum (1024) where the per-CPU maps' memory allows it (see
+ * plan.p_slots), a power of two; one more slot, MCT_NO_P, collects events on threads that hold no
+ * P (and P ids beyond the limit). */
 #ifndef MCT_MAX_P
 #define MCT_MAX_P 64
 #endif

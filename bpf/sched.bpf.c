@@ -27,6 +27,9 @@ BPF_PERCPU_ARRAY(global_counters, struct mct_global_counters, 1);
 BPF_ARRAY(m_state, struct mct_m_state, MCT_MAX_M);
 BPF_ARRAY(reason_table, struct mct_reason_table, 1);
 BPF_ARRAY(p_addresses, struct mct_p_address, MCT_P_SLOTS);
+/* 1 + the highest P id seen: user space reads that many P slots (with the runtime's own count of
+ * its Ps), not all MCT_MAX_P, so a read costs what the target's Ps are. */
+BPF_ARRAY(p_high, u32, 1);
 /* tid -> m.id for the target's threads: how the migration tracepoint, which runs in the context
  * of whichever CPU moves the task, recognises them. One insert per thread, on its first switch;
  * user space adds the threads that never switch goroutines (sysmon, idle Ms) with MCT_MAX_M. */
@@ -119,6 +122,10 @@ static __always_inline void remember_p_address(u32 p_id, u64 p)
     struct mct_p_address *slot = p_addresses.lookup(&p_id);
     if (slot && slot->address != p)
         slot->address = p;
+    int zero = 0;
+    u32 *high = p_high.lookup(&zero);
+    if (high && *high <= p_id)
+        *high = p_id + 1; /* a racing lower write is corrected at that P's next visit */
 }
 
 static __always_inline void count_group_hit(int group)

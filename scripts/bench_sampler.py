@@ -76,7 +76,7 @@ def run(argv: list[str], sampler: CpuSampler | None) -> tuple[float, int]:
         program.exit_code = os.waitstatus_to_exitcode(status)
         samples = 0
         if sampler is not None:
-            samples = sum(sum(slot) for slot in sampler.read())
+            samples = sum(sum(counts) for counts in sampler.read(range(sampler.plan.max_p)).values())
             sampler.stop()
         return usage.ru_utime + usage.ru_stime, samples
     finally:

@@ -225,6 +225,17 @@ def report_renderable(data: dict[str, Any]) -> Group:
                 f"local queue, worst {imbalance['worst_spread']}",
             )
         )
+    changes = data.get("gomaxprocs_changes", [])
+    lines.append(
+        Text.assemble(
+            ("GOMAXPROCS changes ", "bold"),
+            "; ".join(
+                f"{change['from']} -> {change['to']} by {instant_text(change['time'], header['started'])}"
+                for change in changes
+            )
+            or "none",
+        )
+    )
     captures = data["captures"]
     lines.append(
         Text.assemble(

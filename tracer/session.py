@@ -161,6 +161,9 @@ class LiveSource:
         self._origin_ns: int | None = None  # where the steps start, under a budget
         self._armed: dict[str, int] = {}  # the alarm's limits as last written
         self._last_progress: tuple[int, dict[int, int]] | None = None  # (monotonic_ns, schedticks)
+        # GOMAXPROCS as the runtime last said: the P slots each read covers beside those the probes
+        # saw (it can grow while traced).
+        self._runtime_ps = 0
         self._p_addresses: dict[int, int] = {}
         self._probe_costs = probe_costs(self.plan)
         # A group's hit costs what its costliest probe's does (the budget errs on the safe side).
@@ -243,9 +246,9 @@ class LiveSource:
 
     def _read(self) -> RawCounters:
         """The probes' counters and the sampler's counts, read together."""
-        raw = self.probes.read()
+        raw = self.probes.read(self._runtime_ps)
         if self.sampler is not None:
-            raw = replace(raw, cpu_samples=self.sampler.read())
+            raw = replace(raw, cpu_samples=self.sampler.read(self.probes.p_slots_to_read(self._runtime_ps)))
         return raw
 
     # ---- DetailHooks, for captures -------------------------------------------------------------
@@ -372,6 +375,7 @@ class LiveSource:
                 progress = self._last_progress[1]
             coverage = self._shares_of_work(previous_ns, raw.monotonic_ns, previous_progress, progress)
             snapshot = self.collector.next(raw, coverage)
+            self._runtime_ps = snapshot.runtime.gomaxprocs or self._runtime_ps
             previous_progress = progress
             previous_ns_for_budget, previous_ns = previous_ns, raw.monotonic_ns
             if self.controller is not None and self.cycler is not None:

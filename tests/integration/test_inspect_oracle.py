@@ -34,6 +34,7 @@ from tracer.target.functions import GoFunctions, canonical_name
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.probesites import is_emulated
 from tracer.target.runtime_functions import RUNTIME_FUNCTIONS
+from tracer.target.sched_locator import allp_candidates
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +195,12 @@ def test_stripped_build_gives_the_same_answers(go_programs: GoPrograms, version:
     # stripped build has guesses found in its code (test_live checks the one confirmed at run time).
     assert stripped.variables["runtime.sched"] is None
     assert stripped.sched_candidates and not default.sched_candidates
+    # The same for runtime.allp; on the default build, where the symbol says where it is, the
+    # way its guesses are found puts the symbol's address first.
+    assert stripped.variables["runtime.allp"] is None and stripped.allp_candidates
+    with ElfImage(str(go_programs.build(version, "default"))) as image:
+        guesses = allp_candidates(image, GoFunctions(image))
+    assert guesses[0] == default.variables["runtime.allp"], [hex(guess) for guess in guesses]
 
 
 @pytest.mark.parametrize("mode", ["default", "pie", "cgo"])

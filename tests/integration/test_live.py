@@ -152,11 +152,32 @@ def test_run_queue_lengths_match_schedtrace(go_programs: GoPrograms, version: st
         # The global state: through runtime.sched's symbol, or (stripped) found in the code.
         assert interval["runtime"]["global_runq"] == global_queue
         assert interval["runtime"]["idle_ps"] == idle
-        if mode == "stripped":
-            continue  # no allp symbol, and these Ps never schedule, so no probe reports them
+        # Every P, those that never schedule while traced too: through runtime.allp's symbol, or
+        # (stripped) found among the slices the scheduler's code walks and confirmed at run time.
         ours = {p["p"]: p["runq_length"] - (1 if p["runnext"] else 0) for p in interval["per_p"]}
         assert [ours[p] for p in range(len(queues))] == queues, (interval["per_p"], last)
         assert interval["runtime"]["gomaxprocs"] == 2
+
+
+@pytest.mark.parametrize("mode", ["default", "stripped"])
+def test_ps_added_while_traced_get_their_own_rows(go_programs: GoPrograms, mode: str) -> None:
+    """GOMAXPROCS 2 raised to 12 mid-trace (runtime.GOMAXPROCS): every new P has its own row
+    from the moment it exists, its goroutine exits counted there (not under no P), and the
+    change is an event of the trace."""
+    binary = go_programs.build(ALL_VERSIONS[-1], mode)
+    summary, intervals, scenario = traced_run(
+        binary, ["-scenario", "grow", "-n", "1500"], {"GOMAXPROCS": "2"}, "0.25s", when_done=None
+    )
+    started = int(next(line for line in scenario.output.seen if line.startswith("STARTED")).split()[1])
+    assert {sample["p"] for sample in summary["per_p"]} == set(range(12))
+    exits_by_p = sum(sample["mcall_by_reason"].get("goexit0", 0) for sample in summary["per_p"])
+    # Exact counts (no budget): every exit the program made, on the P that ran it; the runtime's
+    # own goroutines add a few.
+    assert started <= exits_by_p <= started + 50, (exits_by_p, started, summary["no_p"])
+    assert summary["no_p"]["mcall_by_reason"].get("goexit0", 0) <= 0.01 * started
+    assert [(change["from"], change["to"]) for change in summary["gomaxprocs_changes"]] == [(2, 12)]
+    read = [item["runtime"]["gomaxprocs"] for item in intervals if item["runtime"]["gomaxprocs"]]
+    assert read[0] == 2 and read[-1] == 12
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)

@@ -48,19 +48,29 @@ def _raw(
     waits: dict[int, int] | None = None,
     unknown: dict[int, int] | None = None,
 ) -> RawCounters:
-    slots = []
-    for slot in range(MAX_P + 1):
+    # As LoadedProbes.read gives them: the slots read (here those named) and the no-P slot.
+    slots = {}
+    for slot in sorted({*per_p, MAX_P}):
         words = [0] * layout.P_COUNTER_WORDS
         for field, value in per_p.get(slot, {}).items():
             if field.startswith("reason"):
                 words[layout.P_COUNTER_SLICES["mcall_reasons"].start + int(field[6:])] = value
             else:
                 words[layout.P_COUNTER_SLICES[field].start] = value
-        slots.append(tuple(words))
+        slots[slot] = tuple(words)
     global_words = [0] * layout.GLOBAL_COUNTER_WORDS
     for reason, count in (waits or {}).items():
         global_words[layout.GLOBAL_COUNTER_SLICES["wait_reasons"].start + reason] = count
-    return RawCounters(time_ns, tuple(slots), tuple(global_words), unknown or {}, {})
+    return RawCounters(time_ns, slots, tuple(global_words), unknown or {}, {})
+
+
+def test_a_p_slot_read_for_the_first_time_counts_from_zero() -> None:
+    """GOMAXPROCS grew: the new P's slot was not read before, and its counts so far all belong
+    to this interval; a P read before and not now (it is gone) has no row."""
+    collector = Collector(_plan(), lambda pc: None, None)
+    collector.start(_raw(0, {0: {"mcalls": 5}}))
+    snapshot = collector.next(_raw(1_000_000_000, {0: {"mcalls": 7}, 3: {"mcalls": 40}}))
+    assert {sample.p: sample.mcall for sample in snapshot.per_p} == {0: 2, 3: 40}
 
 
 def test_deltas_rates_names_and_cost() -> None:

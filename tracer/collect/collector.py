@@ -29,6 +29,7 @@ SAMPLE_SECONDS = 20e-6
 
 _P = layout.P_COUNTER_SLICES
 _G = layout.GLOBAL_COUNTER_SLICES
+_NO_COUNTS = (0,) * layout.P_COUNTER_WORDS  # a P slot never read: nothing counted yet
 _SCALARS = (
     ("mcall", "mcalls"),
     ("switches", "switches"),
@@ -48,8 +49,9 @@ def _cpu_samples(raw: RawCounters, previous: RawCounters, slot: int) -> dict[str
     """One P slot's on-CPU samples between two reads, by category name (nonzero ones)."""
     if not raw.cpu_samples:
         return {}
-    now = raw.cpu_samples[slot]
-    before = previous.cpu_samples[slot] if previous.cpu_samples else (0,) * len(now)
+    zeros = (0,) * layout.CPU_CATEGORIES
+    now = raw.cpu_samples.get(slot, zeros)
+    before = previous.cpu_samples.get(slot, zeros)
     return {
         name: after - earlier
         for name, after, earlier in zip(layout.CPU_CATEGORY_NAMES, now, before, strict=True)
@@ -167,7 +169,8 @@ class Collector:
     def _sample(
         self, p: int, slot: int, raw: RawCounters, previous: RawCounters, state: PState | None
     ) -> PSample:
-        now, before = raw.per_p[slot], previous.per_p[slot]
+        # A slot not read before (a P new since, or first seen now) started from zero.
+        now, before = raw.per_p.get(slot, _NO_COUNTS), previous.per_p.get(slot, _NO_COUNTS)
         delta = [after - earlier for after, earlier in zip(now, before, strict=True)]
         reasons = {}
         for reason, count in enumerate(delta[_P["mcall_reasons"]]):
@@ -208,8 +211,9 @@ class Collector:
             with contextlib.suppress(TargetExited):
                 states, runtime = self.runtime.read(raw.p_addresses)
 
-        seen = {slot for slot in range(self.plan.max_p) if any(raw.per_p[slot]) or slot in states}
-        seen |= {slot for slot, counts in enumerate(raw.cpu_samples[: self.plan.max_p]) if any(counts)}
+        seen = {slot for slot, counts in raw.per_p.items() if slot < self.plan.max_p and any(counts)}
+        seen |= {slot for slot in states if slot < self.plan.max_p}
+        seen |= {slot for slot, counts in raw.cpu_samples.items() if slot < self.plan.max_p and any(counts)}
         if runtime.gomaxprocs:
             seen |= set(range(min(runtime.gomaxprocs, self.plan.max_p)))
         per_p = tuple(self._sample(slot, slot, raw, previous, states.get(slot)) for slot in sorted(seen))

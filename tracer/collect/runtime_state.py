@@ -17,6 +17,7 @@ from tracer.errors import NoTarget
 from tracer.target.inspect import TargetInfo
 
 RUNQ_SIZE = 256  # len(p.runq) in every supported release
+MAX_GOMAXPROCS = 1024  # the runtime's _MaxGomaxprocs in every supported release
 P_RUNNING, P_SYSCALL = 1, 2  # _Prunning, _Psyscall (retired in Go 1.26: value 2 is then unused)
 G_SCAN = 0x1000
 # _Gsyscall, and Go 1.26's _Gdeadextra (an extra M's goroutine, in a syscall as far as its P is
@@ -45,6 +46,8 @@ class RuntimeReader:
         self.offsets = info.offsets
         self.bias = load_bias
         self.allp = info.variables.get("runtime.allp")
+        # A stripped binary's guesses, until one passes _confirm_allp.
+        self._allp_candidates = list(info.allp_candidates) if self.allp is None else []
         self.sched = info.variables.get("runtime.sched")
         self._sched_candidates = list(info.sched_candidates) if self.sched is None else []
         self.gomaxprocs = info.variables.get("runtime.gomaxprocs")
@@ -76,18 +79,46 @@ class RuntimeReader:
         data = self._read(address, 8)
         return struct.unpack("<Q", data)[0] if data else None
 
+    def _allp_table(self, allp: int) -> dict[int, int] | None:
+        """runtime.allp's Ps (id -> address), or None if the slice at `allp` (link-time) does not
+        read as one: 0 < len <= cap <= the runtime's maximum."""
+        header = self._read(allp + self.bias, 24)
+        if not header:
+            return None
+        pointer, length, capacity = struct.unpack("<QQQ", header)
+        if not pointer or not 0 < length <= capacity <= MAX_GOMAXPROCS:
+            return None
+        table = self._read(pointer, 8 * length)
+        if not table:
+            return None
+        return dict(enumerate(struct.unpack(f"<{length}Q", table)))
+
+    def _confirm_allp(self) -> None:
+        """In a stripped binary, runtime.allp is the candidate whose slice holds, at each index i,
+        a P whose id is i and whose status is a P status: no other slice the scheduler's code
+        touches looks like that. Before the runtime made its Ps (`run` attaches before schedinit)
+        nothing passes, and the candidates are tried again at the next read."""
+        for candidate in self._allp_candidates:
+            table = self._allp_table(candidate)
+            if not table:
+                continue
+            if all(
+                address
+                and self._u32(address + self.offsets["p.id"]) == index
+                and (self._u32(address + self.offsets["p.status"]) or 0) in P_STATUS_NAMES
+                for index, address in table.items()
+            ):
+                self.allp = candidate
+                self._allp_candidates = []
+                return
+
     def p_addresses(self, seen_by_probes: dict[int, int]) -> dict[int, int]:
+        if self.allp is None and self._allp_candidates:
+            self._confirm_allp()
         if self.allp is not None:
-            header = self._read(self.allp + self.bias, 16)
-            if header:
-                pointer, length = struct.unpack("<QQ", header)
-                if pointer and 0 < length <= 1 << 16:
-                    table = self._read(pointer, 8 * length)
-                    if table:
-                        return {
-                            index: address
-                            for index, address in enumerate(struct.unpack(f"<{length}Q", table))
-                        }
+            table = self._allp_table(self.allp)
+            if table:
+                return table
         return dict(seen_by_probes)
 
     def schedticks(self, p_addresses: dict[int, int]) -> dict[int, int]:
@@ -176,7 +207,14 @@ class RuntimeReader:
         self._sched_candidates = []
 
     def read_global(self, p_count: int | None) -> RuntimeState:
-        gomaxprocs = self._u32(self.gomaxprocs + self.bias) if self.gomaxprocs is not None else p_count
+        if self.gomaxprocs is not None:
+            gomaxprocs = self._u32(self.gomaxprocs + self.bias)
+        elif self.allp is not None:
+            # Stripped: procresize keeps len(allp) == GOMAXPROCS.
+            table = self._allp_table(self.allp)
+            gomaxprocs = len(table) if table else p_count
+        else:
+            gomaxprocs = p_count
         global_runq = idle_ps = spinning = idle_ms = None
         if self.sched is None and self._sched_candidates:
             self._confirm_sched()

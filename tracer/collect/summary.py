@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracer.collect.changes import GomaxprocsChange, GomaxprocsWatch
 from tracer.collect.snapshot import NO_P, PSample, Snapshot, _add_maps, total_of
 
 
@@ -20,6 +21,8 @@ class Summary:
         self.target_cpu_seconds = 0.0
         self.tracer_cpu_seconds = 0.0  # the tracer's own threads (measured)
         self.detached_seconds: dict[str, float] = {}  # by probe group the budget sampled
+        self.gomaxprocs_changes: list[GomaxprocsChange] = []
+        self._gomaxprocs = GomaxprocsWatch()
 
     def add(self, snapshot: Snapshot) -> None:
         for sample in snapshot.per_p:
@@ -28,6 +31,9 @@ class Summary:
         self.no_p = self.no_p.plus(snapshot.no_p)
         self.wait_reasons = _add_maps(self.wait_reasons, snapshot.wait_reasons)
         self.intervals += 1
+        change = self._gomaxprocs.see(snapshot)
+        if change is not None:
+            self.gomaxprocs_changes.append(change)
         self.duration += snapshot.duration
         self.probe_cpu_seconds += snapshot.cost.cpu_fraction * snapshot.duration
         for group, share in snapshot.sampled.items():
@@ -69,4 +75,5 @@ class Summary:
             },
             # Non-empty: the counts of these groups' probes are estimates (see Snapshot.sampled).
             "sampled": self.sampled,
+            "gomaxprocs_changes": [change.to_json() for change in self.gomaxprocs_changes],
         }

@@ -11,7 +11,7 @@ import ctypes
 import mmap
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.errors import EXIT_KERNEL, EXIT_PERMISSION, TracerError
@@ -50,12 +50,14 @@ class RawCounters:
     """Cumulative counters as read from the maps at one instant."""
 
     monotonic_ns: int
-    per_p: tuple[tuple[int, ...], ...]  # slot -> PCounters words, summed over CPUs (last slot: no P)
+    # P slot -> PCounters words, summed over CPUs: the slots of the Ps there are (see
+    # LoadedProbes.p_slots_to_read) and the no-P slot (plan.max_p); a slot not read is all zeros.
+    per_p: dict[int, tuple[int, ...]]
     globals: tuple[int, ...]  # GlobalCounters words, summed over CPUs
     unknown_reason_pcs: dict[int, int]
     p_addresses: dict[int, int]  # P id -> address of its runtime.p, as the probes saw it
-    # P slot (the last: no P) -> on-CPU samples by category (layout.CPU_*); empty: no sampler
-    cpu_samples: tuple[tuple[int, ...], ...] = ()
+    # P slot (plan.max_p: no P) -> on-CPU samples by category (layout.CPU_*); empty: no sampler
+    cpu_samples: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 # Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
@@ -133,6 +135,7 @@ class LoadedProbes:
                 "global_counters",
                 "reason_table",
                 "p_addresses",
+                "p_high",
                 "unknown_reason_pcs",
                 "m_state",
                 "thread_m",
@@ -148,7 +151,7 @@ class LoadedProbes:
 
     def _reset_state(self) -> None:
         """Forget what a previous target left in the maps (counters are read as deltas)."""
-        for name in ("p_addresses", "m_state", "thread_m", "unknown_reason_pcs"):
+        for name in ("p_addresses", "p_high", "m_state", "thread_m", "unknown_reason_pcs"):
             if name in self._tables:
                 self._tables[name].clear()
         if "alarm_limit" in self._tables:
@@ -330,15 +333,31 @@ class LoadedProbes:
         words = self._percpu_words(self._tables["group_hits"], 0, layout.GROUPS)
         return dict(zip(layout.GROUP_NAMES, words, strict=True))
 
+    def _p_high(self) -> int:
+        """1 + the highest P id the probes have seen (bpf/sched.bpf.c's p_high)."""
+        return min(int(self._tables["p_high"][ctypes.c_int(0)].value), self.plan.max_p)
+
+    def p_slots_to_read(self, runtime_ps: int = 0) -> range:
+        """The P slots worth reading: every P the probes have seen, and every P the runtime says it
+        has (`runtime_ps`, its GOMAXPROCS), within the plan's slots. Counters are cumulative, so a
+        slot read for the first time late still gives all its counts."""
+        return range(min(max(self._p_high(), runtime_ps), self.plan.max_p))
+
     def read_p_addresses(self) -> dict[int, int]:
         """P id -> runtime.p address, as the probes have seen them."""
-        return {
-            key.value: value.address for key, value in self._tables["p_addresses"].items() if value.address
-        }
+        table = self._tables["p_addresses"]
+        addresses = {}
+        for slot in range(self._p_high()):
+            address = table[ctypes.c_int(slot)].address
+            if address:
+                addresses[slot] = address
+        return addresses
 
-    def read(self) -> RawCounters:
+    def read(self, runtime_ps: int = 0) -> RawCounters:
+        """Every counter now; the P slots of `p_slots_to_read(runtime_ps)` and the no-P slot."""
         per_p_table = self._tables["p_counters"]
-        per_p = tuple(self._percpu_words(per_p_table, slot, _P_WORDS) for slot in range(self.plan.max_p + 1))
+        slots = [*self.p_slots_to_read(runtime_ps), self.plan.max_p]
+        per_p = {slot: self._percpu_words(per_p_table, slot, _P_WORDS) for slot in slots}
         global_words = self._percpu_words(self._tables["global_counters"], 0, _GLOBAL_WORDS)
         unknown = {key.value: value.value for key, value in self._tables["unknown_reason_pcs"].items()}
         addresses = self.read_p_addresses()
@@ -419,13 +438,14 @@ class CpuSampler:
     def _write_config(self) -> None:
         self._bpf.get_table(b"cpu_config")[ctypes.c_int(0)] = self._config
 
-    def read(self) -> tuple[tuple[int, ...], ...]:
-        """Samples so far: P slot (the last: no P) -> count per category (layout.CPU_*)."""
+    def read(self, p_slots: range) -> dict[int, tuple[int, ...]]:
+        """Samples so far: P slot -> count per category (layout.CPU_*), for `p_slots` and the
+        no-P slot (plan.max_p)."""
         map_fd = self._samples.map_fd
-        return tuple(
-            _sum_over_cpus(self._lib, map_fd, slot, layout.CPU_CATEGORIES, self._ncpu)
-            for slot in range(self.plan.max_p + 1)
-        )
+        return {
+            slot: _sum_over_cpus(self._lib, map_fd, slot, layout.CPU_CATEGORIES, self._ncpu)
+            for slot in (*p_slots, self.plan.max_p)
+        }
 
     def collect_stacks(self, enabled: bool) -> None:
         """Count whole stacks too (for a capture window); switching on starts from none."""

@@ -5,6 +5,8 @@ Pure: a TargetInfo in, an immutable ProbePlan out. Only the loader turns it into
 
 from __future__ import annotations
 
+import ctypes
+import os
 from dataclasses import dataclass
 
 from tracer.errors import UnsupportedTarget
@@ -56,7 +58,10 @@ GROUP_ENTRY_POINTS: dict[str, str] = {
 }
 
 MIN_P_SLOTS = 8
-MAX_P_SLOTS = 1024
+MAX_P_SLOTS = 1024  # the runtime's _MaxGomaxprocs in every supported release
+# Per-CPU maps hold a copy of every P slot for each CPU: on a 2-CPU host all 1024 slots take
+# about 1 MB; the slots stop growing where they would take more than this (a 96-CPU host: 512).
+PER_CPU_MAPS_BYTES = 32 << 20
 MAX_M = 4096
 
 
@@ -95,9 +100,16 @@ class ProbePlan:
         return [f"-D{name}={value}" for name, value in self.defines]
 
 
-def p_slots_for(gomaxprocs: int) -> int:
-    """A power of two that holds every P id, within the map-size bounds."""
+def p_slots_for(gomaxprocs: int, cpus: int | None = None) -> int:
+    """How many Ps get their own slot in the maps: a power of two, as many as the runtime can
+    have (GOMAXPROCS can grow while traced: runtime.GOMAXPROCS(n), or Go 1.25+ following the
+    cgroup's CPU limit) where the per-CPU maps' kernel memory allows, and never fewer than the
+    target has at the start."""
+    cpus = cpus or os.cpu_count() or 1
+    per_slot = (ctypes.sizeof(layout.PCounters) + ctypes.sizeof(layout.CpuSamples)) * cpus
     slots = MIN_P_SLOTS
+    while slots < MAX_P_SLOTS and (2 * slots + 1) * per_slot <= PER_CPU_MAPS_BYTES:
+        slots *= 2
     while slots < gomaxprocs and slots < MAX_P_SLOTS:
         slots *= 2
     return slots

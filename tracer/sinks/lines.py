@@ -6,6 +6,7 @@ import json
 import sys
 from typing import TextIO
 
+from tracer.collect.changes import GomaxprocsWatch
 from tracer.collect.cpu_share import snapshot_cpu_share
 from tracer.collect.snapshot import CPU_UNDER_MCALL, Snapshot, TraceHeader
 from tracer.collect.summary import Summary
@@ -53,6 +54,7 @@ def format_line(snapshot: Snapshot) -> str:
 class PlainLineSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self._gomaxprocs = GomaxprocsWatch()
 
     def _say(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -75,6 +77,11 @@ class PlainLineSink:
         )
 
     def update(self, snapshot: Snapshot) -> None:
+        change = self._gomaxprocs.see(snapshot)
+        if change is not None:
+            self._say(
+                f"mcalltrace: GOMAXPROCS {change.before} -> {change.after} during interval #{change.index}"
+            )
         self._say(format_line(snapshot))
 
     def mark(self, marker: dict) -> None:
@@ -94,10 +101,13 @@ class PlainLineSink:
 
 
 class JsonLineSink:
-    """`{"type": "header"}`, then `{"type": "interval"}` objects, then one `{"type": "summary"}`."""
+    """`{"type": "header"}`, then `{"type": "interval"}` objects (each GOMAXPROCS change as a
+    `{"type": "gomaxprocs"}` object before the interval that first reads it), then one
+    `{"type": "summary"}`."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        self._gomaxprocs = GomaxprocsWatch()
 
     def _write(self, data: dict) -> None:
         self.stream.write(json.dumps(data, separators=(",", ":")) + "\n")
@@ -107,6 +117,9 @@ class JsonLineSink:
         self._write({"type": "header", **header.to_json()})
 
     def update(self, snapshot: Snapshot) -> None:
+        change = self._gomaxprocs.see(snapshot)
+        if change is not None:
+            self._write(change.to_json())
         self._write(snapshot.to_json())
 
     def mark(self, marker: dict) -> None:

@@ -29,7 +29,7 @@ from tracer.target.goversion import (
 from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118
 from tracer.target.probesites import ProbeSite, choose_probe_site, result_sites, ret_offsets
 from tracer.target.runtime_functions import MCALL_TARGETS, RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
-from tracer.target.sched_locator import sched_candidates
+from tracer.target.sched_locator import allp_candidates, sched_candidates
 
 SUPPORTED_RANGE = f"Go {OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]} to {NEWEST_TESTED[0]}.{NEWEST_TESTED[1]}"
 
@@ -77,6 +77,8 @@ class TargetInfo:
     # (start, end, category) of the functions the on-CPU sampler classifies samples by, link-time
     # addresses (see cpu_functions.py)
     cpu_functions: tuple[tuple[int, int, str], ...] = field(default=())
+    # runtime.allp guesses when .symtab lacks it, best first (see sched_locator.allp_candidates)
+    allp_candidates: tuple[int, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +119,7 @@ class TargetInfo:
             "variables": dict(self.variables),
             "mcall_targets": dict(self.mcall_targets),
             "sched_candidates": list(self.sched_candidates),
+            "allp_candidates": list(self.allp_candidates),
             "wait_reasons": list(self.wait_reasons),
             "wait_reasons_source": self.wait_reasons_source,
             "notes": list(self.notes),
@@ -291,11 +294,15 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
     sched_guesses: tuple[int, ...] = ()
     if variables.get("runtime.sched") is None and offsets:
         sched_guesses = sched_candidates(image, functions, offsets)
+    allp_guesses: tuple[int, ...] = ()
+    if variables.get("runtime.allp") is None:
+        allp_guesses = allp_candidates(image, functions, exclude=sched_guesses)
     if not image.has_symtab:
         notes.append(
             "stripped: runtime.allp, runtime.sched and runtime.gomaxprocs have no symbols; the tracer "
-            "finds Ps through the pointers its probes see, and runtime.sched among "
-            f"{len(sched_guesses)} addresses the scheduler's code refers to, confirmed at run time"
+            f"finds runtime.allp among {len(allp_guesses)} and runtime.sched among {len(sched_guesses)} "
+            "addresses the scheduler's code refers to, confirmed at run time (else Ps are known "
+            "through the pointers its probes see)"
         )
 
     mcall_targets = {name: function.address for name, function in functions.find(list(MCALL_TARGETS)).items()}
@@ -323,6 +330,7 @@ def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:
         variables=variables,
         mcall_targets=mcall_targets,
         sched_candidates=sched_guesses,
+        allp_candidates=allp_guesses,
         wait_reasons=wait_reasons,
         wait_reasons_source=wait_reasons_source,
         notes=tuple(notes),

@@ -31,6 +31,8 @@ SCHEDULER_FUNCTIONS = (
 )
 MIN_FIELDS = 3
 MAX_CANDIDATES = 8
+# Ties are common among the slices the scheduler walks; the run-time test is cheap and strict.
+MAX_ALLP_CANDIDATES = 64
 _RIP = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
 _DECODER = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
@@ -65,3 +67,35 @@ def sched_candidates(image: ElfImage, functions: GoFunctions, offsets: dict[str,
         (base for base, keys in votes.items() if len(keys) >= MIN_FIELDS), key=lambda b: -len(votes[b])
     )
     return tuple(ranked[:MAX_CANDIDATES])
+
+
+# Functions that index runtime.allp ([]*p): each loads the slice's pointer and its length, that
+# is two RIP-relative operands 8 bytes apart.
+ALLP_FUNCTIONS = (
+    "runtime.stealWork",
+    "runtime.retake",
+    "runtime.procresize",
+    "runtime.checkdead",
+    "runtime.schedtrace",
+    "runtime.forEachP",
+    "runtime.forEachPInternal",
+)
+
+
+def allp_candidates(
+    image: ElfImage, functions: GoFunctions, exclude: tuple[int, ...] = ()
+) -> tuple[int, ...]:
+    """Link-time addresses that may be runtime.allp, most likely first: writable words whose
+    address and address+8 (the slice's pointer and length) the functions that walk the Ps both
+    refer to, ranked by how many of those functions do. The tracer confirms one at run time (its
+    length is GOMAXPROCS and element i is the P whose id is i)."""
+    votes: dict[int, int] = {}
+    writable = [segment for segment in image.load_segments if segment.flags & 0x2]
+    for function in functions.find(list(ALLP_FUNCTIONS)).values():
+        targets = rip_targets(image.read(function.address, function.size), function.address)
+        for target in targets:
+            if target + 8 in targets and any(segment.contains(target) for segment in writable):
+                votes[target] = votes.get(target, 0) + 1
+    ranked = sorted((base for base in votes if base not in exclude), key=lambda base: (-votes[base], base))
+
+    return tuple(ranked[:MAX_ALLP_CANDIDATES])

@@ -45,7 +45,7 @@ func main() {
 	goroutines := flag.Int("goroutines", 1000, "goroutines to spawn, each yielding once and exiting")
 	rounds := flag.Int("rounds", 1000, "channel ping-pong round trips")
 	hold := flag.Bool("hold", false, "after the work, print READY and wait until stdin closes")
-	scenario := flag.String("scenario", "", "run a test scenario instead: exits, steal, runq, traced, churn, paced, syscalls, profiled")
+	scenario := flag.String("scenario", "", "run a test scenario instead: exits, steal, runq, traced, churn, paced, syscalls, grow, profiled")
 	count := flag.Int("n", 1000, "the scenario's size")
 	tracePath := flag.String("trace", "trace.out", "where the traced scenario writes its runtime/trace, the profiled one its CPU profile")
 	flag.Parse()

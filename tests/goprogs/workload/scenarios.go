@@ -181,6 +181,37 @@ func syscalls(milliseconds int) {
 	done()
 }
 
+// grow churns goroutines for the given number of milliseconds at the GOMAXPROCS it started with,
+// then raises GOMAXPROCS to 12 and churns as long again: Ps that appear while traced.
+func grow(milliseconds int) {
+	waitForGo()
+	started := churnFor(milliseconds)
+	runtime.GOMAXPROCS(12)
+	started += churnFor(milliseconds)
+	fmt.Println("STARTED", started)
+	done()
+}
+
+// churnFor starts goroutines 100 at a time, each spinning briefly, for the given time; returns
+// how many it started.
+func churnFor(milliseconds int) int {
+	deadline := time.Now().Add(time.Duration(milliseconds) * time.Millisecond)
+	started := 0
+	for time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		wg.Add(100)
+		for i := 0; i < 100; i++ {
+			go func() {
+				spin(200)
+				wg.Done()
+			}()
+		}
+		started += 100
+		wg.Wait()
+	}
+	return started
+}
+
 // paced starts n goroutines one at a time, 20 ms apart: a load light enough to trace exactly.
 func paced(n int) {
 	waitForGo()
@@ -251,6 +282,8 @@ func runScenario(name string, count int, path string) bool {
 		paced(count)
 	case "syscalls":
 		syscalls(count)
+	case "grow":
+		grow(count)
 	case "profiled":
 		profiled(count, path)
 	case "gomaxprocs":
