@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import statistics
@@ -61,6 +62,20 @@ MODE_NAMES = {
     "runtime/trace": "runtime/trace",
     "empty": "empty probes",
 }
+
+
+def paired_interval(
+    values: list[float], bases: list[float], resamples: int = 4000
+) -> tuple[float, float, float]:
+    """The mean of per-round ratios (each mode run beside untraced in the same round, so that
+    the host's drift cancels) and its 95% bootstrap interval. Throughput here moves +-15% from
+    one second to the next, so one figure without its interval says little."""
+    ratios = [value / base for value, base in zip(values, bases, strict=False) if base]
+    if not ratios:
+        return (float("nan"),) * 3
+    rng = random.Random(1)
+    means = sorted(statistics.fmean(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return statistics.fmean(ratios), means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
 def start_hogs() -> list[subprocess.Popen[bytes]]:
@@ -391,6 +406,11 @@ def main() -> int:
         help="keep a CPU-bound process (nice 0) on every CPU throughout, as on a busy production host",
     )
     parser.add_argument(
+        "--modes",
+        default="untraced,mcalltrace,mcalltrace-exact,runtime/trace,empty",
+        help="the modes each round runs, comma-separated (untraced is always among them)",
+    )
+    parser.add_argument(
         "--only",
         choices=("schedload", "http", "gofmt"),
         action="append",
@@ -414,7 +434,8 @@ def main() -> int:
     for repeat in range(args.repeat):
         print(f"round {repeat + 1}/{args.repeat}", file=sys.stderr)
         legs = set(args.only or ("schedload", "http", "gofmt"))
-        for mode in ("untraced", "mcalltrace", "mcalltrace-exact", "runtime/trace", "empty"):
+        modes = ["untraced", *(mode for mode in args.modes.split(",") if mode and mode != "untraced")]
+        for mode in modes:
             if "schedload" in legs:
                 run = schedload_run(programs, mode, rounds=args.schedload_rounds)
                 add(f"schedload {mode} wall", run["wall"])
@@ -442,6 +463,7 @@ def main() -> int:
 
     median = {key: statistics.median(values) for key, values in samples.items()}
     ratios = {}
+    intervals: dict[str, tuple[float, float, float]] = {}
     for leg, unit, what in (
         ("schedload", "wall", "wall"),
         ("http", "rps", "throughput"),
@@ -452,6 +474,9 @@ def main() -> int:
             value = median.get(f"{leg} {mode} {unit}")
             if base and value is not None:
                 ratios[f"{leg} {name} / untraced ({what})"] = value / base
+                intervals[f"{leg} {name} / untraced ({what})"] = paired_interval(
+                    samples[f"{leg} {mode} {unit}"], samples[f"{leg} untraced {unit}"]
+                )
     # A leg counts only if it can fail: with every probe always in, the target must lose what
     # the probes cost it (throughput down, time up), or the leg measures its load generator.
     checks = []
@@ -486,9 +511,10 @@ def main() -> int:
         f"{time.strftime('%Y-%m-%d')}, medians of {args.repeat}"
         + (", a CPU hog on every CPU" if args.busy_host else "")
     )
-    print(f"{'ratio':<48}{'value':>8}")
+    print(f"{'ratio':<48}{'median':>8}  {'paired mean [95% interval]':>28}")
     for name, value in ratios.items():
-        print(f"{name:<48}{value:>8.3f}")
+        mean, low, high = intervals[name]
+        print(f"{name:<48}{value:>8.3f}  {mean:>10.3f} [{low:.3f}, {high:.3f}]")
     columns = ("real", "empty", "entry")
     print(
         "\n"
@@ -530,6 +556,7 @@ def main() -> int:
                 "samples": samples,
                 "medians": median,
                 "ratios": ratios,
+                "paired_ratio_intervals": intervals,
                 "per_hit_ns": per_hit,
                 "tracer_64_ps": tracer,
             },
