@@ -26,6 +26,10 @@ from tracer.recordfile.format import (
 )
 
 _CHUNK = 1 << 16
+# How a JSON record of the wrong shape fails to decode into the trace types (a missing key, a
+# list where an object belongs, a value of the wrong type): the checksum only proves the record
+# is what was written, so a file written by something else, or crafted, gets here.
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 class BadRecordFile(TracerError):
@@ -73,7 +77,10 @@ class RecordReader:
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(kind, payload) for each whole record; sets `truncated` when the file ends mid-way."""
         inflate = zlib.decompressobj(-15)
-        buffer = b""
+        # A bytearray with a read position: appending is amortised and dropping the records read
+        # is one front deletion per chunk, so many small records or one large record (up to
+        # MAX_RECORD, arriving over many chunks) cost linear time, not a copy per record or chunk.
+        buffer = bytearray()
         index = 0
         while True:
             chunk = self._file.read(_CHUNK)
@@ -81,24 +88,29 @@ class RecordReader:
                 buffer += inflate.decompress(chunk) if chunk else inflate.flush()
             except zlib.error as err:
                 raise BadRecordFile(f"{self.path}: corrupt after record {index} ({err})") from None
-            while len(buffer) >= RECORD_HEAD.size:
-                length, kind = RECORD_HEAD.unpack_from(buffer)
+            position = 0
+            while len(buffer) - position >= RECORD_HEAD.size:
+                length, kind = RECORD_HEAD.unpack_from(buffer, position)
                 if length > MAX_RECORD:
                     raise BadRecordFile(f"{self.path}: corrupt record {index} (length {length})")
-                end = RECORD_HEAD.size + length + RECORD_CRC.size
+                start = position + RECORD_HEAD.size
+                end = start + length + RECORD_CRC.size
                 if len(buffer) < end:
                     break
-                body = buffer[RECORD_HEAD.size : RECORD_HEAD.size + length]
-                (crc,) = RECORD_CRC.unpack_from(buffer, RECORD_HEAD.size + length)
+                body = bytes(buffer[start : start + length])
+                (crc,) = RECORD_CRC.unpack_from(buffer, start + length)
                 if zlib.crc32(body) != crc:
                     raise BadRecordFile(f"{self.path}: corrupt record {index} (checksum mismatch)")
                 try:
                     payload = json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nesting too deep to be ours
                     raise BadRecordFile(f"{self.path}: corrupt record {index} (not JSON)") from None
-                buffer = buffer[end:]
+                if not isinstance(payload, dict):  # every record kind is a JSON object
+                    raise BadRecordFile(f"{self.path}: corrupt record {index} (not a JSON object)")
+                position = end
                 index += 1
                 yield kind, payload
+            del buffer[:position]
             if not chunk:
                 if inflate.eof and buffer:
                     # The stream was finished properly, so a partial record is damage, not a cut.
@@ -107,24 +119,36 @@ class RecordReader:
                 self.truncated = not inflate.eof
                 return
 
+    def _bad_shape(self, index: int, err: Exception) -> BadRecordFile:
+        what = f"missing field {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
+        return BadRecordFile(f"{self.path}: corrupt record {index} (not a valid record: {what})")
+
     def read(self) -> Recording:
         """The whole file. Raises BadRecordFile for unreadable files; a cut tail only sets
         `truncated` (the whole records before it are returned)."""
         recording: Recording | None = None
         names: list[str] = []
-        for kind, payload in self.records():
+        for index, (kind, payload) in enumerate(self.records()):
             if recording is None:
                 if kind != KIND_HEADER:
                     raise BadRecordFile(f"{self.path}: corrupt: the first record is not the header")
-                names = list(payload.get("p_fields", []))
+                try:
+                    names = list(payload.get("p_fields", []))
+                    header = TraceHeader.from_json(payload["header"])
+                except _SHAPE_ERRORS as err:
+                    raise self._bad_shape(index, err) from None
                 recording = Recording(
                     path=self.path,
                     version=f"{self.major}.{self.minor}",
-                    header=TraceHeader.from_json(payload["header"]),
+                    header=header,
                     metadata=payload,
                 )
             elif kind == KIND_FRAME:
-                recording.frames.append(decode_frame(payload, names))
+                try:
+                    frame = decode_frame(payload, names)
+                except _SHAPE_ERRORS as err:
+                    raise self._bad_shape(index, err) from None
+                recording.frames.append(frame)
             elif kind == KIND_MARKER:
                 recording.markers.append(payload)
             elif kind == KIND_END:

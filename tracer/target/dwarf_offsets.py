@@ -8,6 +8,8 @@ decompressed .debug_info for its name and parsing just that DIE and its members.
 from __future__ import annotations
 
 import bisect
+import struct
+import zlib
 from typing import Any
 
 from elftools.common.exceptions import DWARFError, ELFError
@@ -18,6 +20,23 @@ from tracer.target.fields import FIELDS, STRUCTS
 
 class DwarfUnavailable(Exception):
     pass
+
+
+# What pyelftools raises on malformed DWARF besides DWARFError and ELFError: it asserts header
+# fields (address size, format), inflates compressed sections, and follows offsets and counts
+# read from the data into its tables and streams. DWARF is one source of offsets among two, so
+# damage there falls back to the shipped table (with a note) rather than failing inspect.
+_DWARF_PARSE_ERRORS = (
+    DWARFError,
+    ELFError,
+    AssertionError,
+    ValueError,
+    IndexError,
+    KeyError,
+    struct.error,
+    zlib.error,
+    OverflowError,
+)
 
 
 def _struct_dies(dwarf: Any, names: list[str]) -> dict[str, Any]:
@@ -84,6 +103,12 @@ def read_dwarf_offsets(image: ElfImage) -> dict[str, int]:
     """
     if not image.has_section(".debug_info") and not image.has_section(".zdebug_info"):
         raise DwarfUnavailable("no DWARF")
+    for name in image.section_names:
+        if name.startswith((".debug_", ".zdebug_")) or name == ".eh_frame":
+            info = image.section(name)
+            # pyelftools hands a NOBITS section back as sh_size zero bytes: a size from the file.
+            if info is not None and info.nobits and info.size:
+                raise DwarfUnavailable(f"section {name} has no contents")
     try:
         dwarf = image.elf.get_dwarf_info(relocate_dwarf_sections=False)
         dies = _struct_dies(dwarf, STRUCTS)
@@ -97,8 +122,8 @@ def read_dwarf_offsets(image: ElfImage) -> dict[str, int]:
                 if offset is not None:
                     offsets[spec.key] = offset
                     break
-    except (DWARFError, ELFError) as err:
-        raise DwarfUnavailable(str(err)) from None
+    except _DWARF_PARSE_ERRORS as err:
+        raise DwarfUnavailable(" ".join(f"{type(err).__name__}: {err}".split())) from None
     if not offsets:
         raise DwarfUnavailable("DWARF has no runtime struct types")
     return offsets

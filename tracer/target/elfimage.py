@@ -10,12 +10,14 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import Section
 
 from tracer.errors import NoTarget, UnsupportedTarget
 
@@ -24,6 +26,22 @@ _R_X86_64_64 = 1
 _R_X86_64_RELATIVE = 8
 _SYMBOL = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
 _RELA = struct.Struct("<QQq")  # Elf64_Rela: offset, info, addend
+# What pyelftools raises on malformed headers besides its own ELFError: it seeks to offsets read
+# from the file (ValueError, OSError, OverflowError for absurd ones), decodes names, and indexes
+# tables by counts read from the file.
+_PYELFTOOLS_PARSE_ERRORS = (
+    ELFError,
+    ValueError,
+    OSError,
+    OverflowError,
+    IndexError,
+    KeyError,
+    struct.error,
+    zlib.error,
+)
+# The largest read() the callers make is a function's code, which is in the file; anything
+# bigger is a size read from a damaged file, refused before it allocates.
+_MAX_READ = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class SectionInfo:
     offset: int
     size: int
     compressed: bool
+    nobits: bool = False  # occupies no file space (.bss): no contents to read
 
 
 @dataclass(frozen=True)
@@ -76,18 +95,72 @@ class ElfImage:
         self._file.seek(0)
         self._map = mmap.mmap(self._file.fileno(), size, access=mmap.ACCESS_READ)
         try:
+            self._parse_headers()
+        except UnsupportedTarget:
+            self.close()
+            raise
+
+    def _parse_headers(self) -> None:
+        try:
             self.elf = ELFFile(self._file)
-        except ELFError as err:
-            self.close()
-            raise UnsupportedTarget(f"{path}: corrupt ELF file ({err})") from None
-        machine = self.elf.header["e_machine"]
+        except _PYELFTOOLS_PARSE_ERRORS as err:
+            raise self.corrupt(f"unreadable ELF header ({err})") from None
+        machine = str(self.elf.header["e_machine"])  # an int when pyelftools does not know it
         if machine != "EM_X86_64" or self.elf.elfclass != 64:
-            self.close()
             raise UnsupportedTarget(
-                f"{path}: architecture {machine.removeprefix('EM_')} is not supported "
+                f"{self.path}: architecture {machine.removeprefix('EM_')} is not supported "
                 "(mcalltrace traces x86-64 Go programs)"
             )
-        self._sections = {section.name: section for section in self.elf.iter_sections() if section.name}
+        # pyelftools parses section and program headers lazily; parse them all now, so that a
+        # damaged header table is reported here once rather than raised from some later lookup.
+        try:
+            self._all_sections: list[Section] = list(self.elf.iter_sections())
+            self._sections = {section.name: section for section in self._all_sections if section.name}
+            segments = [
+                (
+                    seg["p_type"],
+                    seg["p_vaddr"],
+                    seg["p_memsz"],
+                    seg["p_offset"],
+                    seg["p_filesz"],
+                    seg["p_flags"],
+                )
+                for seg in self.elf.iter_segments()
+            ]
+        except _PYELFTOOLS_PARSE_ERRORS as err:
+            raise self.corrupt(f"unreadable section or program headers ({err})") from None
+        self.load_segments: tuple[LoadSegment, ...] = tuple(
+            LoadSegment(vaddr=vaddr, memsz=memsz, offset=offset, filesz=filesz, flags=flags)
+            for kind, vaddr, memsz, offset, filesz, flags in segments
+            if kind == "PT_LOAD"
+        )
+        if not self.load_segments:
+            raise self.corrupt("no loadable segments")
+        # Contents past the end of the file mean a truncated or damaged file. Checked once here,
+        # it also keeps pyelftools from reading (and allocating) a section by a size read from
+        # the file when it inflates or returns one.
+        file_size = len(self._map)
+        for segment in self.load_segments:
+            if segment.offset + segment.filesz > file_size:
+                raise self.corrupt(
+                    f"the segment at {segment.vaddr:#x} runs past the end of the file (truncated?)"
+                )
+            # The ELF rule: a segment's file image is at most its memory image. read() and the
+            # checks on function addresses rely on it to agree on what is mapped.
+            if segment.filesz > segment.memsz:
+                raise self.corrupt(
+                    f"the segment at {segment.vaddr:#x} holds more bytes in the file than in memory"
+                )
+        for section in self._all_sections:
+            if section["sh_type"] != "SHT_NOBITS" and section["sh_offset"] + section["sh_size"] > file_size:
+                raise self.corrupt(
+                    f"section {section.name or '?'} runs past the end of the file (truncated?)"
+                )
+
+    def corrupt(self, what: str) -> UnsupportedTarget:
+        """The one-line error for a file whose contents contradict themselves."""
+        reason = " ".join(what.split())  # messages of parsers may span lines; ours are one line
+        return UnsupportedTarget(f"{self.path}: corrupt or unsupported Go binary: {reason}")
 
     def close(self) -> None:
         if getattr(self, "_map", None) is not None:
@@ -111,22 +184,12 @@ class ElfImage:
     def is_pie(self) -> bool:
         return self.elf_type == "DYN"
 
-    @cached_property
-    def load_segments(self) -> tuple[LoadSegment, ...]:
-        return tuple(
-            LoadSegment(
-                vaddr=seg["p_vaddr"],
-                memsz=seg["p_memsz"],
-                offset=seg["p_offset"],
-                filesz=seg["p_filesz"],
-                flags=seg["p_flags"],
-            )
-            for seg in self.elf.iter_segments()
-            if seg["p_type"] == "PT_LOAD"
-        )
-
     def has_section(self, name: str) -> bool:
         return name in self._sections
+
+    @property
+    def section_names(self) -> tuple[str, ...]:
+        return tuple(self._sections)
 
     def section(self, name: str) -> SectionInfo | None:
         section = self._sections.get(name)
@@ -138,6 +201,7 @@ class ElfImage:
             offset=section["sh_offset"],
             size=section["sh_size"],
             compressed=bool(section["sh_flags"] & 0x800),  # SHF_COMPRESSED
+            nobits=section["sh_type"] == "SHT_NOBITS",
         )
 
     def section_bytes(self, name: str) -> bytes | None:
@@ -146,9 +210,26 @@ class ElfImage:
         if section is None or section["sh_type"] == "SHT_NOBITS":
             return None
         if section["sh_flags"] & 0x800:
-            return section.data()  # pyelftools inflates SHF_COMPRESSED sections
+            try:
+                return section.data()  # pyelftools inflates SHF_COMPRESSED sections
+            except _PYELFTOOLS_PARSE_ERRORS as err:
+                raise self.corrupt(f"section {name} does not decompress ({err})") from None
         start = section["sh_offset"]
         return self._map[start : start + section["sh_size"]]
+
+    def _whole_entries(self, section: Section, entry: struct.Struct) -> bytes:
+        """A table section's bytes cut to whole entries: iter_unpack refuses a ragged tail, which
+        only a damaged sh_size gives (the slice itself stops at the end of the file)."""
+        start, size = section["sh_offset"], section["sh_size"]
+        data = self._map[start : start + size]
+        return data[: len(data) - len(data) % entry.size]
+
+    def _linked_section(self, section: Section) -> Section:
+        """The section a symbol or relocation table names in sh_link (its strings or symbols)."""
+        link = section["sh_link"]
+        if not 0 <= link < len(self._all_sections):
+            raise self.corrupt(f"section {section.name} links to section {link}, which does not exist")
+        return self._all_sections[link]
 
     def file_view(self, offset: int, size: int) -> memoryview:
         return memoryview(self._map)[offset : offset + size]
@@ -168,6 +249,8 @@ class ElfImage:
 
     def read(self, vaddr: int, size: int) -> bytes:
         """Bytes at a link-time address as the loader maps them (zeros past the file-backed part)."""
+        if not 0 <= size <= _MAX_READ:
+            raise ValueError(f"refusing to read {size} bytes at {vaddr:#x}")
         for segment in self.load_segments:
             if segment.contains(vaddr):
                 start = vaddr - segment.vaddr
@@ -197,12 +280,11 @@ class ElfImage:
         values: dict[int, int] = {}
         if not self.is_pie:
             return values
-        for section in self.elf.iter_sections():
+        for section in self._all_sections:
             if section["sh_type"] != "SHT_RELA":
                 continue
-            start, size = section["sh_offset"], section["sh_size"]
             symbols = None
-            for r_offset, r_info, r_addend in _RELA.iter_unpack(self._map[start : start + size]):
+            for r_offset, r_info, r_addend in _RELA.iter_unpack(self._whole_entries(section, _RELA)):
                 kind = r_info & 0xFFFFFFFF
                 if kind == _R_X86_64_RELATIVE or (kind == _R_X86_64_64 and (r_info >> 32) == 0):
                     values[r_offset] = r_addend
@@ -211,13 +293,12 @@ class ElfImage:
                     values[r_offset] = symbols.get(r_info >> 32, 0) + r_addend
         return values
 
-    def _dynamic_symbol_values(self, rela_section: object) -> dict[int, int]:
-        link = self.elf.get_section(rela_section["sh_link"])  # type: ignore[index]
-        start, size = link["sh_offset"], link["sh_size"]
+    def _dynamic_symbol_values(self, rela_section: Section) -> dict[int, int]:
+        link = self._linked_section(rela_section)
         return {
             index: value
             for index, (_n, _i, _o, _s, value, _z) in enumerate(
-                _SYMBOL.iter_unpack(self._map[start : start + size])
+                _SYMBOL.iter_unpack(self._whole_entries(link, _SYMBOL))
             )
         }
 
@@ -232,7 +313,7 @@ class ElfImage:
         symtab = self._sections.get(".symtab")
         if symtab is None:
             return {}
-        strtab = self.elf.get_section(symtab["sh_link"])
+        strtab = self._linked_section(symtab)
         strings = self._map[strtab["sh_offset"] : strtab["sh_offset"] + strtab["sh_size"]]
         # Find each wanted name's string-table offset; a symbol matches by offset. A name may
         # occur more than once in the string table, so collect every occurrence.
@@ -244,9 +325,8 @@ class ElfImage:
                 wanted_offsets[position + 1] = name
                 position = strings.find(needle, position + 1)
         found: dict[str, ElfSymbol] = {}
-        start, size = symtab["sh_offset"], symtab["sh_size"]
         for st_name, st_info, _other, _shndx, value, sym_size in _SYMBOL.iter_unpack(
-            self._map[start : start + size]
+            self._whole_entries(symtab, _SYMBOL)
         ):
             name = wanted_offsets.get(st_name)
             if name is not None and name not in found:
@@ -258,16 +338,15 @@ class ElfImage:
         symtab = self._sections.get(".symtab")
         if symtab is None:
             return []
-        strtab = self.elf.get_section(symtab["sh_link"])
+        strtab = self._linked_section(symtab)
         strings = self._map[strtab["sh_offset"] : strtab["sh_offset"] + strtab["sh_size"]]
-        start, size = symtab["sh_offset"], symtab["sh_size"]
         result = []
         for st_name, st_info, _other, _shndx, value, sym_size in _SYMBOL.iter_unpack(
-            self._map[start : start + size]
+            self._whole_entries(symtab, _SYMBOL)
         ):
             if st_info & 0xF == 2 and value:
                 end = strings.find(b"\x00", st_name)
-                result.append(ElfSymbol(strings[st_name:end].decode(), value, sym_size, True))
+                result.append(ElfSymbol(strings[st_name:end].decode(errors="replace"), value, sym_size, True))
         return result
 
     # ---- identity -----------------------------------------------------------------------------

@@ -128,7 +128,12 @@ class GoFunctions:
         """
         moduledata = self.moduledata_address
         if moduledata is not None:
-            text = self.image.read_pointer(moduledata + _MODULEDATA_TEXT)
+            try:
+                text = self.image.read_pointer(moduledata + _MODULEDATA_TEXT)
+            except ValueError:
+                # runtime.firstmoduledata's symbol points outside every segment: a damaged
+                # .symtab; the other sources below may still know the text base.
+                text = 0
             if text:
                 return text
         symbol = self.image.find_symbols({"runtime.text"}).get("runtime.text")
@@ -156,7 +161,7 @@ class GoFunctions:
         try:
             return Pclntab(self._pclntab_bytes())
         except PclntabError as err:
-            raise UnsupportedTarget(f"{self.image.path}: unreadable .gopclntab ({err})") from None
+            raise self.image.corrupt(str(err)) from None
 
     @cached_property
     def pclntab(self) -> Pclntab:
@@ -174,6 +179,8 @@ class GoFunctions:
     # ---- lookups ------------------------------------------------------------------------------
 
     def find(self, canonical_names: list[str]) -> dict[str, Function]:
+        """The functions found, each checked to lie in the file's code: callers read, disassemble
+        and place probes on [address, address + size) without checks of their own."""
         wanted = {spelling: name for name in canonical_names for spelling in spellings(name)}
         found: dict[str, Function] = {}
         if self.image.has_symtab:
@@ -183,11 +190,33 @@ class GoFunctions:
                         wanted[spelling], Function(wanted[spelling], spelling, symbol.value, symbol.size)
                     )
         else:
-            for spelling, function in self.pclntab.find(set(wanted)).items():
+            try:
+                by_spelling = self.pclntab.find(set(wanted))
+            except PclntabError as err:
+                raise self.image.corrupt(str(err)) from None
+            for spelling, function in by_spelling.items():
                 found.setdefault(
                     wanted[spelling], Function(wanted[spelling], spelling, function.entry, function.size)
                 )
+        for function in found.values():
+            self._check_code(function)
         return found
+
+    def _check_code(self, function: Function) -> None:
+        # The address and size come from the file (.symtab or .gopclntab); a damaged one would
+        # send reads outside the file or size them by garbage.
+        for segment in self.image.load_segments:
+            if (
+                segment.flags & 0x1  # executable
+                and segment.vaddr <= function.address
+                and function.address + function.size <= segment.vaddr + segment.filesz
+            ):
+                if function.size <= 0:
+                    raise self.image.corrupt(f"{function.symbol} at {function.address:#x} has no code")
+                return
+        raise self.image.corrupt(
+            f"{function.symbol} at {function.address:#x} ({function.size} bytes) is not in the file's code"
+        )
 
     def find_variables(self, names: list[str]) -> dict[str, int]:
         """Addresses of runtime variables (symtab only: .gopclntab lists functions, not data)."""

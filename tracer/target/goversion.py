@@ -57,14 +57,26 @@ class BuildInfo:
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A uvarint at `pos`; ValueError when it runs past the blob or past 64 bits (damage)."""
     value = shift = 0
-    while True:
+    for _ in range(10):  # a 64-bit value takes at most 10 bytes
+        if pos >= len(data):
+            raise ValueError("a length runs past the end of .go.buildinfo")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos
         shift += 7
+    raise ValueError("a length in .go.buildinfo is longer than 64 bits")
+
+
+def _read_inline_string(data: bytes, pos: int) -> tuple[str, int]:
+    """A varint-prefixed string (Go 1.18+ buildinfo), bounded by the blob it must lie in."""
+    length, pos = _read_varint(data, pos)
+    if length > len(data) - pos:
+        raise ValueError(f"a string of {length} bytes runs past the end of .go.buildinfo")
+    return data[pos : pos + length].decode(errors="replace"), pos + length
 
 
 def _parse_modinfo(modinfo: str) -> tuple[dict[str, str], str]:
@@ -83,48 +95,57 @@ def _parse_modinfo(modinfo: str) -> tuple[dict[str, str], str]:
     return settings, main_path
 
 
-def read_buildinfo(image: ElfImage) -> BuildInfo | None:
-    """Parse `.go.buildinfo` (found by section name or, failing that, by its magic)."""
-    blob_vaddr: int | None = None
+def _buildinfo_blob(image: ElfImage) -> tuple[int, bytes] | None:
+    """(link-time address, bytes) of the buildinfo blob: its section, else what follows the magic
+    in the writable segment that holds it. Parsing stays within these bytes."""
     section = image.section(".go.buildinfo")
     if section is not None:
-        blob_vaddr = section.vaddr
-    else:
-        for segment in image.load_segments:
-            if not segment.flags & 0x2:  # only writable segments hold it
-                continue
-            data = image.file_view(segment.offset, segment.filesz).tobytes()
-            position = data.find(BUILDINFO_MAGIC)
-            while position >= 0 and position % 16:
-                position = data.find(BUILDINFO_MAGIC, position + 1)
-            if position >= 0:
-                blob_vaddr = segment.vaddr + position
-                break
-    if blob_vaddr is None:
+        return section.vaddr, image.section_bytes(".go.buildinfo") or b""
+    for segment in image.load_segments:
+        if not segment.flags & 0x2:  # only writable segments hold it
+            continue
+        data = image.file_view(segment.offset, segment.filesz).tobytes()
+        position = data.find(BUILDINFO_MAGIC)
+        while position >= 0 and position % 16:
+            position = data.find(BUILDINFO_MAGIC, position + 1)
+        if position >= 0:
+            return segment.vaddr + position, data[position:]
+    return None
+
+
+def read_buildinfo(image: ElfImage) -> BuildInfo | None:
+    """Parse `.go.buildinfo` (found by section name or, failing that, by its magic).
+
+    None when there is none; UnsupportedTarget when there is one whose lengths or pointers lead
+    outside it (a damaged file: reading on would allocate or index by garbage).
+    """
+    blob = _buildinfo_blob(image)
+    if blob is None:
         return None
-    header = image.read(blob_vaddr, 32)
-    if not header.startswith(BUILDINFO_MAGIC):
+    blob_vaddr, data = blob
+    if len(data) < 32 or not data.startswith(BUILDINFO_MAGIC):
         return None
-    pointer_size, flags = header[14], header[15]
-    if flags & _FLAG_INLINE_STRINGS:
-        # Go 1.18+: version and modinfo follow the header as varint-prefixed strings.
-        data = image.read(blob_vaddr + 32, 64 * 1024)
-        length, pos = _read_varint(data, 0)
-        version = data[pos : pos + length].decode(errors="replace")
-        pos += length
-        length, pos = _read_varint(data, pos)
-        modinfo = data[pos : pos + length].decode(errors="replace")
-    else:
-        # Before Go 1.18 the header holds pointers to two Go string headers.
-        if pointer_size != 8:
-            return None
-        version = _read_go_string(image, image.read_pointer(blob_vaddr + 16))
-        modinfo = _read_go_string(image, image.read_pointer(blob_vaddr + 24))
+    pointer_size, flags = data[14], data[15]
+    try:
+        if flags & _FLAG_INLINE_STRINGS:
+            # Go 1.18+: version and modinfo follow the header as varint-prefixed strings.
+            version, pos = _read_inline_string(data, 32)
+            modinfo, _ = _read_inline_string(data, pos)
+        else:
+            # Before Go 1.18 the header holds pointers to two Go string headers.
+            if pointer_size != 8:
+                return None
+            version = _read_go_string(image, image.read_pointer(blob_vaddr + 16))
+            modinfo = _read_go_string(image, image.read_pointer(blob_vaddr + 24))
+    except ValueError as err:
+        raise image.corrupt(f"unreadable .go.buildinfo ({err})") from None
     settings, main_path = _parse_modinfo(modinfo)
     return BuildInfo(version=version, settings=settings, main_path=main_path)
 
 
 def _read_go_string(image: ElfImage, header_vaddr: int) -> str:
+    """The string a Go string header (pointer, length) at `header_vaddr` names; ValueError when
+    the header or the bytes lie outside the file's segments."""
     data_pointer = image.read_pointer(header_vaddr)
     length = image.read_u64(header_vaddr + 8)
     if not data_pointer or length > 1 << 20:
@@ -136,7 +157,10 @@ def version_from_symbol(image: ElfImage) -> str | None:
     symbol = image.find_symbols({"runtime.buildVersion"}).get("runtime.buildVersion")
     if symbol is None:
         return None
-    text = _read_go_string(image, symbol.value)
+    try:
+        text = _read_go_string(image, symbol.value)
+    except ValueError:
+        return None  # the symbol or its string lies outside the file: try the other sources
     return text or None
 
 
@@ -163,12 +187,19 @@ def version_from_scan(image: ElfImage) -> str | None:
         minimal = candidates.get(address)
         if minimal is None or not minimal <= length <= minimal + 64:
             return None
-        return image.read(address, length).decode(errors="replace")
+        try:
+            return image.read(address, length).decode(errors="replace")
+        except ValueError:  # .rodata's header places it outside every segment: not this way
+            return None
 
     if image.is_pie:
         for offset, value in image.relocations.items():
             if value in candidates:
-                found = accept(value, image.read_u64(offset + 8))
+                try:
+                    length = image.read_u64(offset + 8)
+                except ValueError:  # a relocation of a word outside the file: not a string header
+                    continue
+                found = accept(value, length)
                 if found:
                     return found
         return None

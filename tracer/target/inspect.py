@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,10 +27,20 @@ from tracer.target.goversion import (
     version_from_scan,
     version_from_symbol,
 )
-from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118
-from tracer.target.probesites import ProbeSite, choose_probe_site, result_sites, ret_offsets
+from tracer.target.pclntab import MAGIC_GO116, MAGIC_GO118, PclntabError
+from tracer.target.probesites import (
+    ProbeSite,
+    UndecodableCode,
+    choose_probe_site,
+    result_sites,
+    ret_offsets,
+)
 from tracer.target.runtime_functions import MCALL_TARGETS, RUNTIME_FUNCTIONS, RUNTIME_VARIABLES
 from tracer.target.sched_locator import allp_candidates, sched_candidates
+
+# waitReasonStrings has a few dozen entries; a symbol claiming far more is damaged, and its size
+# would otherwise set how many pointers are read.
+_MAX_WAIT_REASONS = 1024
 
 SUPPORTED_RANGE = f"Go {OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]} to {NEWEST_TESTED[0]}.{NEWEST_TESTED[1]}"
 
@@ -174,15 +185,24 @@ def _wait_reasons(image: ElfImage, version: GoVersion) -> tuple[tuple[str, ...],
     """The runtime's own names for g.waitreason values: its waitReasonStrings array when .symtab
     locates it, else the shipped table for the release."""
     symbol = image.find_symbols({"runtime.waitReasonStrings"}).get("runtime.waitReasonStrings")
-    if symbol is not None and symbol.size and symbol.size % 16 == 0:
+    if (
+        symbol is not None
+        and symbol.size
+        and symbol.size % 16 == 0
+        and symbol.size // 16 <= _MAX_WAIT_REASONS
+    ):
         names = []
-        for index in range(symbol.size // 16):
-            header = symbol.value + 16 * index
-            pointer, length = image.read_pointer(header), image.read_u64(header + 8)
-            names.append(
-                image.read(pointer, length).decode(errors="replace") if pointer and length < 256 else ""
-            )
-        return tuple(names), "binary"
+        try:
+            for index in range(symbol.size // 16):
+                header = symbol.value + 16 * index
+                pointer, length = image.read_pointer(header), image.read_u64(header + 8)
+                names.append(
+                    image.read(pointer, length).decode(errors="replace") if pointer and length < 256 else ""
+                )
+        except ValueError:
+            names = []  # the array or a string lies outside the file: a damaged .symtab
+        if names:
+            return tuple(names), "binary"
     table = offsets_table.wait_reasons_for(version.key)
     if table is not None:
         return tuple(table), "table"
@@ -208,7 +228,17 @@ def inspect_target(path: str | None = None, pid: int | None = None) -> TargetInf
         assert path is not None
         open_path = binary = path
     with ElfImage(open_path) as image:
-        return _inspect(image, binary, pid)
+        try:
+            return _inspect(image, binary, pid)
+        except (PclntabError, UndecodableCode) as err:
+            # Raised where the parsers find the file inconsistent, some lazily (a function's name
+            # or pc table is checked when it is read): the file is damaged, not mcalltrace.
+            raise image.corrupt(str(err)) from None
+        except (struct.error, IndexError, ValueError) as err:
+            # Backstop only: every known way a damaged file reaches here is checked where it is
+            # read. Were one missed, the user still gets the one-line error, not "internal error";
+            # `from err` keeps the cause, which tells a missed check apart (tests/unit/test_fuzz.py).
+            raise image.corrupt(f"{type(err).__name__}: {err}") from err
 
 
 def _inspect(image: ElfImage, binary: str, pid: int | None) -> TargetInfo:

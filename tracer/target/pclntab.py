@@ -12,6 +12,7 @@ but the parser follows the header's own sizes.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,13 @@ MAGIC_VERSIONS = {
 
 
 class PclntabError(ValueError):
-    pass
+    """The table is not one this parser reads, or it is damaged: an offset, count or varint in it
+    points past the table. Raised by the constructor and, for what is checked lazily (names and
+    pc tables of single functions), by the lookups; callers turn it into UnsupportedTarget."""
+
+
+# The longest uvarint a 64-bit value needs; anything longer is damage, not a number.
+_MAX_UVARINT_BYTES = 10
 
 
 @dataclass(frozen=True)
@@ -43,13 +50,16 @@ class PclnFunction:
 
 def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
-    while True:
+    for _ in range(_MAX_UVARINT_BYTES):
+        if pos >= len(data):
+            raise PclntabError("a pc table runs past the end of the pclntab")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
         shift += 7
+    raise PclntabError("a pc table holds a varint longer than 64 bits")
 
 
 class Pclntab:
@@ -62,17 +72,22 @@ class Pclntab:
     def __init__(self, data: bytes | memoryview, text_base: int | None = None) -> None:
         # One copy up front: bytes.find is what makes name lookups fast.
         self.data = bytes(data)
-        if len(self.data) < 16:
+        if len(self.data) < 8:
             raise PclntabError("pclntab too short")
         self.magic, pad1, pad2, self.min_lc, self.ptr_size = struct.unpack_from("<IBBBB", self.data)
-        if self.magic not in MAGIC_VERSIONS or pad1 or pad2:
+        if self.magic not in MAGIC_VERSIONS:
             raise PclntabError(f"unknown pclntab magic {self.magic:#x}")
+        if pad1 or pad2:
+            raise PclntabError("the pclntab header's padding bytes are not zero")
         if self.magic == MAGIC_GO12:
             raise PclntabError("pclntab of Go 1.2-1.15 is not supported")
         if self.ptr_size != 8 or self.min_lc != 1:
             raise PclntabError(f"pclntab for pointer size {self.ptr_size}, quantum {self.min_lc}")
-        word = "<Q"
-        fields = [struct.unpack_from(word, self.data, 8 + 8 * i)[0] for i in range(8)]
+        # Go 1.16-1.17 headers have 7 words after the magic, later ones 8 (textStart added).
+        words = 7 if self.magic == MAGIC_GO116 else 8
+        if len(self.data) < 8 + 8 * words:
+            raise PclntabError("the pclntab header is truncated")
+        fields = struct.unpack_from(f"<{words}Q", self.data, 8)
         self.nfunc = fields[0]
         if self.magic == MAGIC_GO116:
             self.header_text_start = 0
@@ -95,8 +110,23 @@ class Pclntab:
         if text_base is None:
             text_base = self.header_text_start
         self.text_base = text_base
-        if self.nfunc <= 0 or self.pcln_offset >= len(self.data):
-            raise PclntabError("pclntab header is inconsistent")
+        # The linker lays the tables out in this order after the header; any other order, or an
+        # offset past the end, means the header is damaged, and every later read would go astray.
+        offsets = (
+            8 + 8 * words,
+            self.funcname_offset,
+            self.cu_offset,
+            self.filetab_offset,
+            self.pctab_offset,
+            self.pcln_offset,
+        )
+        if any(map(operator.gt, offsets, offsets[1:])) or self.pcln_offset >= len(self.data):
+            raise PclntabError("the pclntab header's table offsets are out of order or past its section")
+        # nfunc sizes the function table that is unpacked in one go: it must fit in what is left
+        # of the section, which also bounds the allocation whatever the header claims.
+        room = (len(self.data) - self.pcln_offset) // self._ftab_entry_size
+        if self.nfunc <= 0 or self.nfunc + 1 > room:
+            raise PclntabError("the pclntab's function table runs past its section")
 
     @property
     def version_range(self) -> str:
@@ -108,14 +138,30 @@ class Pclntab:
 
     @cached_property
     def _ftab(self) -> list[tuple[int, int]]:
-        """(entry offset or address, funcoff) for nfunc+1 entries; the last marks the end of text."""
-        count = self.nfunc + 1
+        """(entry offset or address, funcoff) for nfunc+1 entries; the last marks the end of text.
+
+        Checked once here so that every later lookup may index the table and the function records
+        it points at without bounds checks of its own: entries ascend (lookups bisect them) and
+        every function record's fixed fields lie inside the section.
+        """
+        count = self.nfunc + 1  # fits: checked against the section in __init__
         start = self.pcln_offset
         if self.magic == MAGIC_GO116:
             raw = struct.unpack_from(f"<{2 * count}Q", self.data, start)
         else:
             raw = struct.unpack_from(f"<{2 * count}I", self.data, start)
-        return list(zip(raw[0::2], raw[1::2], strict=True))
+        entries, funcoffs = raw[0::2], raw[1::2]
+        if any(map(operator.gt, entries, entries[1:])):
+            raise PclntabError("the pclntab's function table is not sorted by address")
+        # The last entry is the end-of-text sentinel; its funcoff points at no record.
+        if max(funcoffs[: self.nfunc]) > len(self.data) - self.pcln_offset - self._record_prefix:
+            raise PclntabError("a pclntab function record lies past its section")
+        return list(zip(entries, funcoffs, strict=True))
+
+    @property
+    def _record_prefix(self) -> int:
+        """Bytes of a function record read here: entry, nameOff, args, deferreturn, pcsp."""
+        return 24 if self.magic == MAGIC_GO116 else 20
 
     def _entry_address(self, raw_entry: int) -> int:
         return raw_entry if self.magic == MAGIC_GO116 else self.text_base + raw_entry
@@ -132,7 +178,10 @@ class Pclntab:
 
     def _name_at(self, name_offset: int) -> str:
         start = self.funcname_offset + name_offset
-        end = self.data.find(b"\x00", start)
+        # A name lies in funcnametab, which ends where cutab begins, and is NUL-terminated there.
+        end = self.data.find(b"\x00", start, self.cu_offset) if name_offset >= 0 else -1
+        if end < 0:
+            raise PclntabError("a pclntab function name lies outside the name table")
         return self.data[start:end].decode(errors="replace")
 
     def _code_size(self, funcoff: int, fallback: int) -> int:
@@ -146,15 +195,23 @@ class Pclntab:
             return fallback
         table = self.data
         pos = self.pctab_offset + pcsp
+        if pos >= self.pcln_offset:  # pc tables live in pctab, which ends where the ftab begins
+            raise PclntabError("a function's pc table lies outside the pclntab's pctab")
         pc = 0
         first = True
+        # Each step consumes at least two bytes, so this ends at the table's end at the latest.
         while True:
             value_delta, pos = _uvarint(table, pos)
             if value_delta == 0 and not first:
-                return pc or fallback
+                break
             first = False
             pc_delta, pos = _uvarint(table, pos)
             pc += pc_delta * self.min_lc
+            # The code cannot outgrow the gap to the next function (the gap adds only padding);
+            # a larger sum is damage and would size reads of the function's code.
+            if pc > fallback:
+                raise PclntabError("a function's pc table covers more than the function")
+        return pc or fallback
 
     def __len__(self) -> int:
         return self.nfunc

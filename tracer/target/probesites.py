@@ -51,6 +51,10 @@ _STRAIGHT_LINE_BREAKERS = {
 }
 
 
+class UndecodableCode(ValueError):
+    """A function whose first bytes are no x86-64 instruction: its code or its address is damaged."""
+
+
 def register_family(name: str) -> str:
     return _REGISTER_FAMILIES.get(name, name)
 
@@ -131,7 +135,7 @@ def choose_probe_site(code: bytes, address: int, preserved: tuple[str, ...]) -> 
             reason = f"branch at +{insn.address - address} ({_text(insn)})"
             break
     if first is None:
-        raise ValueError(f"no decodable instruction at {address:#x}")
+        raise UndecodableCode(f"no decodable instruction at {address:#x}")
     return ProbeSite(0, _text(first), is_emulated(bytes(first.bytes)), 0, note=f"entry: {reason}")
 
 
