@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ import click
 
 from tracer import __version__
 from tracer.collect.budget import DEFAULT_BUDGET, parse_budget
-from tracer.errors import EXIT_USAGE, TracerError
+from tracer.errors import EXIT_BAD_FILE, EXIT_USAGE, TracerError
 from tracer.probes.cpu_plan import DEFAULT_CPU_SAMPLE_HZ
 
 if TYPE_CHECKING:
@@ -276,7 +277,21 @@ def replay(path: Path, speed: float, no_ui: bool, as_json: bool) -> None:
 
     if speed <= 0:
         raise TracerError("--speed must be positive", EXIT_USAGE)
-    sys.exit(replay_recording(path, speed, no_ui, as_json))
+    with _record_values(path):
+        code = replay_recording(path, speed, no_ui, as_json)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _record_values(path: Path) -> Iterator[None]:
+    """A record whose checksum holds but whose values have the wrong types (a damaged or forged
+    file) is a bad file, not an internal error: one line and exit 7."""
+    try:
+        yield
+    except (TypeError, KeyError, AttributeError, ValueError) as err:
+        raise TracerError(
+            f"{path}: corrupt record file (a value of the wrong kind: {err})", EXIT_BAD_FILE
+        ) from err
 
 
 def _warn_if_cut(recording: Recording, what: str) -> None:
@@ -300,7 +315,8 @@ def report(path: Path, as_json: bool) -> None:
 
     recording = read_recording(path)
     _warn_if_cut(recording, "reporting")
-    data = report_data(recording)
+    with _record_values(path):
+        data = report_data(recording)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -322,7 +338,7 @@ def export(path: Path, output_format: str, output: Path | None) -> None:
 
     recording = read_recording(path)
     _warn_if_cut(recording, "exporting")
-    with output.open("w") if output else contextlib.nullcontext(sys.stdout) as stream:
+    with output.open("w") if output else contextlib.nullcontext(sys.stdout) as stream, _record_values(path):
         if output_format == "chrome":
             json.dump(to_chrome(recording), stream)
         else:

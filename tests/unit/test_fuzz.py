@@ -396,6 +396,29 @@ def check_read(path: Path) -> str | None:
     return None
 
 
+def check_report(path: Path) -> str | None:
+    """As `mcalltrace report` and `export` do: read, then report and export under the CLI's guard
+    for values of the wrong kind."""
+    from tracer.cli import _record_values
+    from tracer.export import to_chrome
+    from tracer.report import report_data
+
+    try:
+        with time_limit(CASE_SECONDS):
+            recording = read_recording(path)
+            with _record_values(path):
+                report_data(recording)
+                to_chrome(recording)
+    except TracerError as err:
+        if err.exit_code != EXIT_BAD_FILE or "\n" in err.message:
+            return f"exit code {err.exit_code}: {err.message!r}"
+    except CaseTimeout as err:
+        return f"hang: {err}"
+    except Exception as err:  # any other exception is the bug this test looks for
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 @pytest.fixture(scope="module")
 def record_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     path = tmp_path_factory.mktemp("records") / "v1.2.mctrace"
@@ -427,7 +450,7 @@ def test_well_framed_records_of_the_wrong_shape_fail_cleanly(
     for seed in range(4000, 4100):
         mutant, how = mutate_records(data, random.Random(seed))
         path.write_bytes(mutant)
-        problem = check_read(path)
+        problem = check_read(path) or check_report(path)
         if problem is not None:
             failures.append(f"seed {seed} ({how}): {problem}")
     assert not failures, "\n".join(failures)
