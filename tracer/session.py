@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from tracer import __version__
 from tracer.collect.budget import GROUP_PROBES, BudgetController, StepMeasurement
 from tracer.collect.collector import Collector, probe_costs
+from tracer.collect.limits import LimitsReader
 from tracer.collect.runtime_state import RuntimeReader, TargetExited
 from tracer.collect.snapshot import Snapshot, TraceHeader, merge_snapshots
 from tracer.collect.summary import Summary
@@ -206,6 +207,7 @@ class LiveSource:
             self.name_of_pc,
             self.runtime,
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
+            limits=LimitsReader(self.pid),
         )
         self.probes.register_threads(self.runtime.thread_ids())
         # The baseline is read before anyone is told the probes are in: counting starts here

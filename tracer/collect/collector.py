@@ -7,8 +7,17 @@ import os
 import time
 from collections.abc import Callable
 
+from tracer.collect.limits import LimitsReader
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
-from tracer.collect.snapshot import NO_P, WAIT_REASONS_GROUP, Cost, PSample, RuntimeState, Snapshot
+from tracer.collect.snapshot import (
+    NO_P,
+    WAIT_REASONS_GROUP,
+    Cost,
+    Limits,
+    PSample,
+    RuntimeState,
+    Snapshot,
+)
 from tracer.probes import layout
 from tracer.probes.loader import RawCounters
 from tracer.probes.plan import ProbePlan
@@ -129,8 +138,10 @@ class Collector:
         name_of_pc: Callable[[int], str | None],
         runtime: RuntimeReader | None,
         learn_reason: Callable[[int, int], None] | None = None,
+        limits: LimitsReader | None = None,
     ) -> None:
         self.plan = plan
+        self.limits = limits
         self.name_of_pc = name_of_pc
         self.runtime = runtime
         self.learn_reason = learn_reason
@@ -267,4 +278,5 @@ class Collector:
                 tracer_cpu_fraction=tracer_fraction,
             ),
             sampled=sampled,
+            limits=self.limits.read() if self.limits is not None else Limits(),
         )

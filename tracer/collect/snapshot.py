@@ -206,6 +206,22 @@ class RuntimeState:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the target may use: the CPUs it may run on and its cgroup's CPU limit, with the
+    cgroup's CFS throttling over the interval (tracer/target/cgroup.py). None where unknown."""
+
+    cpus: int | None = None  # CPUs in the target's affinity mask
+    cpu_limit: float | None = None  # cores its cgroup allows (quota / period); None: no limit
+    cgroup: str | None = None  # the cgroup whose limit applies
+    periods: int | None = None  # CFS periods that ended in the interval
+    throttled_periods: int | None = None  # of those, periods in which the cgroup was throttled
+    throttled_seconds: float | None = None  # time its threads waited, throttled
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+@dataclass(frozen=True)
 class Cost:
     """The tracer's estimated cost to the target: probe hits times the cost of each hit, plus
     on-CPU samples times the cost of each sample."""
@@ -241,6 +257,7 @@ class Snapshot:
     # attached (0..1). Their counters are estimates scaled up from what was seen in that time.
     # Empty: every count is exact.
     sampled: dict[str, float] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def exact(self) -> bool:
@@ -278,6 +295,7 @@ class Snapshot:
                 cost.get("tracer_cpu_fraction"),
             ),
             sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
+            limits=Limits(**known_fields(Limits, data.get("limits", {}))),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -301,6 +319,7 @@ class Snapshot:
                 "tracer_cpu_fraction": self.cost.tracer_cpu_fraction,
             },
             "sampled": dict(self.sampled),
+            "limits": self.limits.to_json(),
         }
 
 

@@ -1,0 +1,43 @@
+"""The target's limits each interval: the CPUs it may run on, its cgroup's CPU limit, and how
+much the cgroup was throttled since the last read (a Limits for the snapshot)."""
+
+from __future__ import annotations
+
+import os
+
+from tracer.collect.snapshot import Limits
+from tracer.target.cgroup import CpuStat, cpu_limit, cpu_stat
+
+
+class LimitsReader:
+    def __init__(self, pid: int, root: str = "/") -> None:
+        self.pid = pid
+        self.root = root
+        self._previous: tuple[str, CpuStat] | None = None  # (cgroup, its cpu.stat) at the last read
+
+    def read(self) -> Limits:
+        try:
+            cpus: int | None = len(os.sched_getaffinity(self.pid))
+        except OSError:  # gone, or not ours to ask
+            cpus = None
+        limit = cpu_limit(self.pid, self.root)
+        if limit is None:
+            return Limits(cpus=cpus)
+        stat = cpu_stat(limit)
+        periods = throttled = None
+        throttled_seconds = None
+        if stat is not None:
+            if self._previous is not None and self._previous[0] == limit.cgroup:
+                before = self._previous[1]
+                periods = stat.periods - before.periods
+                throttled = stat.throttled_periods - before.throttled_periods
+                throttled_seconds = stat.throttled_seconds - before.throttled_seconds
+            self._previous = (limit.cgroup, stat)
+        return Limits(
+            cpus=cpus,
+            cpu_limit=limit.cores,
+            cgroup=limit.cgroup,
+            periods=periods,
+            throttled_periods=throttled,
+            throttled_seconds=throttled_seconds,
+        )
