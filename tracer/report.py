@@ -19,7 +19,7 @@ WORST_INTERVALS = 5
 
 
 def summarize(recording: Recording) -> Summary:
-    summary = Summary()
+    summary = Summary(recording.header)
     for frame in recording.frames:
         summary.add(frame)
     return summary
@@ -120,6 +120,33 @@ def instant_text(epoch_seconds: float, started: float) -> str:
     return f"{local} local, {epoch_seconds - started:.1f} s into the trace"
 
 
+SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def findings_lines(findings: list[dict[str, Any]]) -> list[Text]:
+    """The findings first, as the answer to "why": each with what it explains and its fix."""
+    if not findings:
+        return [Text.assemble(("findings ", "bold"), "none: nothing in this trace looks wrong")]
+    lines = [Text("findings", style="bold")]
+    for finding in findings:
+        explains = finding.get("explains")
+        lines.append(
+            Text.assemble(
+                "  ",
+                (f"[{finding['severity']}] ", SEVERITY_STYLES.get(finding["severity"], "")),
+                (finding["id"], "bold"),
+                f": {finding['title']}",
+                (f" Explains {percent(explains)} of the target's CPU." if explains is not None else ""),
+            )
+        )
+        lines.append(Text(f"      fix: {finding['fix']}"))
+        for site in finding.get("sites", []):
+            lines.append(
+                Text(f"      at {site['function']} ({site['file']}:{site['line']}), {site['rate']:.0f}/s")
+            )
+    return lines
+
+
 def report_renderable(data: dict[str, Any]) -> Group:
     header = data["recording"]["header"]
     totals = data["totals"]
@@ -135,6 +162,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
             f"pid {header['pid']} {header['binary']} {header['go_version']}; "
             f"{data['intervals']} intervals over {duration:.1f}s; ended: {data['end_reason']}",
         ),
+        *findings_lines(data.get("findings", [])),
         Text.assemble(
             ("totals ", "bold"),
             f"mcall {totals['mcall']} ({totals['mcall'] / duration:.0f}/s), switches {totals['switches']}, "

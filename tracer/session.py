@@ -597,7 +597,7 @@ def run_session(
 ) -> tuple[Summary, str]:
     """Feed the source's snapshots to the watchers as they come and, merged per interval, to the
     sinks. Markers the watchers emit (captures) go to every sink that takes them."""
-    summary = Summary()
+    summary = Summary(source.header)
     for sink in sinks:
         sink.start(source.header)
 

@@ -180,3 +180,45 @@ def test_evidence_accumulates_like_the_summary() -> None:
     evidence = Evidence.of(snapshots, HEADER_99)
     assert evidence.seconds == SECONDS and evidence.totals.mcall == SECONDS * HEALTHY.mcall
     assert evaluate(evidence) == []
+
+
+def test_findings_reach_json_lines_the_summary_and_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Live: a findings line when they change; the summary: the whole trace's; report: the same,
+    recomputed from the record file, at the top."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from tracer.collect.summary import Summary
+    from tracer.recordfile.reader import read_recording
+    from tracer.recordfile.writer import RecordWriter
+    from tracer.report import report_data, report_renderable
+    from tracer.sinks.lines import JsonLineSink
+
+    churn = replace(HEALTHY, mcall_by_reason={"goexit0": 50_000}, cpu_samples=cpu(schedule=30))
+    snapshots = trace(per_p=(HEALTHY,)) + [replace(s, index=s.index + SECONDS) for s in trace(per_p=(churn,))]
+    stream = io.StringIO()
+    sink = JsonLineSink(stream)
+    sink.start(HEADER_99)
+    summary = Summary(HEADER_99)
+    path = tmp_path / "t.mctrace"
+    writer = RecordWriter(path, HEADER_99)
+    for snapshot in snapshots:
+        sink.update(snapshot)
+        summary.add(snapshot)
+        writer.frame(snapshot)
+    writer.close()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    said = [(index, line["findings"]) for index, line in enumerate(lines) if line["type"] == "findings"]
+    # Healthy at first (no line: nothing changed from none), then churn appears once.
+    assert len(said) == 1 and [item["id"] for item in said[0][1]] == ["goroutine-churn"]
+    whole = summary.to_json()["findings"]
+    assert [item["id"] for item in whole] == ["goroutine-churn"]
+    data = report_data(read_recording(path))
+    assert data["findings"] == whole
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(report_renderable(data))
+    text = console.export_text()
+    assert text.index("findings") < text.index("totals")
+    assert "[warning] goroutine-churn:" in text and "fix: Reuse goroutines" in text

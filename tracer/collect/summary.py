@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from tracer.collect.changes import GomaxprocsChange, GomaxprocsWatch
-from tracer.collect.snapshot import NO_P, PSample, Snapshot, _add_maps, total_of
+from tracer.collect.snapshot import NO_P, PSample, Snapshot, TraceHeader, _add_maps, total_of
+from tracer.findings.evidence import Evidence
+from tracer.findings.rules import evaluate
 
 
 class Summary:
     """Accumulates snapshots; keeps per-P totals, never the snapshots themselves."""
 
-    def __init__(self) -> None:
+    def __init__(self, header: TraceHeader | None = None) -> None:
         self.per_p: dict[int, PSample] = {}
         self.no_p = PSample(p=NO_P)
         self.wait_reasons: dict[str, int] = {}
@@ -22,6 +24,9 @@ class Summary:
         self.tracer_cpu_seconds = 0.0  # the tracer's own threads (measured)
         self.detached_seconds: dict[str, float] = {}  # by probe group the budget sampled
         self.gomaxprocs_changes: list[GomaxprocsChange] = []
+        # The whole trace's evidence, for its findings (the header says the sampling rate and
+        # the Go version the rules need).
+        self.evidence = Evidence.of((), header)
         self._gomaxprocs = GomaxprocsWatch()
 
     def add(self, snapshot: Snapshot) -> None:
@@ -31,6 +36,7 @@ class Summary:
         self.no_p = self.no_p.plus(snapshot.no_p)
         self.wait_reasons = _add_maps(self.wait_reasons, snapshot.wait_reasons)
         self.intervals += 1
+        self.evidence.add(snapshot)
         change = self._gomaxprocs.see(snapshot)
         if change is not None:
             self.gomaxprocs_changes.append(change)
@@ -76,4 +82,5 @@ class Summary:
             # Non-empty: the counts of these groups' probes are estimates (see Snapshot.sampled).
             "sampled": self.sampled,
             "gomaxprocs_changes": [change.to_json() for change in self.gomaxprocs_changes],
+            "findings": [finding.to_json() for finding in evaluate(self.evidence)],
         }

@@ -8,6 +8,6 @@ the share of the target's CPU under runtime.mcall each explains.
 
 from tracer.findings.evidence import Evidence
 from tracer.findings.model import Finding, Site
-from tracer.findings.rules import RULES, find
+from tracer.findings.rules import RULES, LiveFindings, find
 
-__all__ = ["RULES", "Evidence", "Finding", "Site", "find"]
+__all__ = ["RULES", "Evidence", "Finding", "LiveFindings", "Site", "find"]

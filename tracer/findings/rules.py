@@ -347,3 +347,24 @@ def recent(snapshots: Sequence[Snapshot], seconds: float = WINDOW_SECONDS) -> li
         chosen.append(snapshot)
         covered += snapshot.duration
     return chosen[::-1]
+
+
+class LiveFindings:
+    """The findings of the last WINDOW_SECONDS of a trace as it goes; says when they change (by
+    id and severity: the numbers in them move every interval)."""
+
+    def __init__(self, header: TraceHeader | None, seconds: float = WINDOW_SECONDS) -> None:
+        self.header = header
+        self.seconds = seconds
+        self.window: list[Snapshot] = []
+        self.current: list[Finding] = []
+
+    def update(self, snapshot: Snapshot) -> list[Finding] | None:
+        """The new findings if they changed with this snapshot, else None."""
+        self.window = recent([*self.window, snapshot], self.seconds)
+        found = find(self.window, self.header)
+        changed = [(item.id, item.severity) for item in found] != [
+            (item.id, item.severity) for item in self.current
+        ]
+        self.current = found
+        return found if changed else None

@@ -10,6 +10,7 @@ from tracer.collect.changes import GomaxprocsWatch
 from tracer.collect.cpu_share import snapshot_cpu_share
 from tracer.collect.snapshot import CPU_UNDER_MCALL, Snapshot, TraceHeader
 from tracer.collect.summary import Summary
+from tracer.findings import LiveFindings
 from tracer.views.units import ESTIMATE_MARK, percent, sampling_text
 
 
@@ -55,11 +56,13 @@ class PlainLineSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._gomaxprocs = GomaxprocsWatch()
+        self._findings = LiveFindings(None)
 
     def _say(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
 
     def start(self, header: TraceHeader) -> None:
+        self._findings = LiveFindings(header)
         self._say(
             f"mcalltrace: pid {header.pid} {header.binary} ({header.go_version}), "
             f"{len(header.probes)} probes, interval {header.interval:g}s, "
@@ -83,6 +86,12 @@ class PlainLineSink:
                 f"mcalltrace: GOMAXPROCS {change.before} -> {change.after} during interval #{change.index}"
             )
         self._say(format_line(snapshot))
+        findings = self._findings.update(snapshot)
+        if findings is not None:
+            self._say(
+                "mcalltrace: findings: "
+                + ("; ".join(f"[{item.severity}] {item.title}" for item in findings[:3]) or "none")
+            )
 
     def mark(self, marker: dict) -> None:
         self._say(
@@ -102,18 +111,21 @@ class PlainLineSink:
 
 class JsonLineSink:
     """`{"type": "header"}`, then `{"type": "interval"}` objects (each GOMAXPROCS change as a
-    `{"type": "gomaxprocs"}` object before the interval that first reads it), then one
-    `{"type": "summary"}`."""
+    `{"type": "gomaxprocs"}` object before the interval that first reads it, and a
+    `{"type": "findings"}` object after an interval whose findings changed), then one
+    `{"type": "summary"}` (with the whole trace's findings)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._gomaxprocs = GomaxprocsWatch()
+        self._findings = LiveFindings(None)
 
     def _write(self, data: dict) -> None:
         self.stream.write(json.dumps(data, separators=(",", ":")) + "\n")
         self.stream.flush()
 
     def start(self, header: TraceHeader) -> None:
+        self._findings = LiveFindings(header)
         self._write({"type": "header", **header.to_json()})
 
     def update(self, snapshot: Snapshot) -> None:
@@ -121,6 +133,9 @@ class JsonLineSink:
         if change is not None:
             self._write(change.to_json())
         self._write(snapshot.to_json())
+        findings = self._findings.update(snapshot)
+        if findings is not None:
+            self._write({"type": "findings", "findings": [item.to_json() for item in findings]})
 
     def mark(self, marker: dict) -> None:
         self._write(marker)
