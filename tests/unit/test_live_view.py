@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 
@@ -155,3 +156,211 @@ def test_without_the_sampler_the_cpu_line_says_so() -> None:
         live_renderable(replace(HEADER, cpu_sample_hz=0), history, ViewState(), 80, 24)
     )
     assert "mcall CPU not sampled (--cpu-sample-hz 0)" in buffer.getvalue()
+
+
+# --- The screen laid out for the terminal it has (80x24, 120x40, 200x60) ------------------------
+
+LONG_BINARY = "/opt/services/payments-gateway/releases/2024-11-03T12-00-00Z/bin/payments-gateway-server"
+CAPTURE_DIRECTORY = "/var/lib/mcalltrace/captures/2024-11-03T12-00-00Z-payments-gateway-server-pid777"
+PERCENT = r"(-|\d+\.\d%)"
+RATE = r"~?\d+(\.\d)?[kMG]?"
+# Every label the screen shows, with what must follow it on the same line. Each occurrence of a
+# label is checked (outside the per-P table's column header), so a line that breaks between a
+# label and its value fails wherever it happens.
+LABEL_VALUES = (
+    (r"(?<![\w-])pid\b", r"\d+"),
+    (r"\bprocs", r"(\d+|\?)"),
+    (r"\bthreads", r"(\d+|\?)"),
+    (r"\binterval", r"\d+(\.\d+)?s"),
+    (r"\bcost", PERCENT),
+    (r"\(budget", PERCENT + r"\)"),
+    (r"\btracer", PERCENT),
+    (r"\bcapture:", r"\S+ -> \S"),
+    (r"->", r"\S"),
+    (r"\bmcall/s", RATE),
+    (r"\bswitches/s", RATE),
+    (r"\bsteals/s", RATE),
+    (r"(?<!steal )\bfail\b(?![%/])", PERCENT),
+    (r"\bmigr/s", RATE),
+    (r"\bglobal runq", r"\d+"),
+    (r"\bidle Ps", r"\d+"),
+    (r"\bspinning Ms", r"\d+"),
+    (r"\bmcall CPU", PERCENT),
+    (r"\bfindRunnable", r"\d+\.\d"),
+    (r"\bfindR\b(?!/)", r"\d+\.\d"),
+    (r"\bheat map:", r"\w"),
+    (r"\bmax", PERCENT),
+    (r"\bsteal fail\b", "[▁▂▃▄▅▆▇█]"),
+    (r"\bthreshold", PERCENT),
+    (r"\bmcall reasons", r"[\w.]+ " + PERCENT),
+    (r"\bwait reasons", r"\S.*?" + PERCENT),
+)
+# Labels every screen must show, even at 80x24.
+ESSENTIAL_LABELS = (
+    r"(?<![\w-])pid\b",
+    r"\bprocs",
+    r"\bcost",
+    r"\bcapture:",
+    r"\bmcall/s",
+    r"\bidle Ps",
+    r"\bspinning Ms",
+    r"\bmcall CPU",
+    r"\bheat map:",
+    r"\bsteal fail\b",
+    r"\bthreshold",
+    r"\bmcall reasons",
+    r"\bwait reasons",
+)
+
+
+def _capture_state() -> ViewState:
+    """The view state after a capture, set the way the live UI sets it."""
+    import threading
+
+    from tracer.sinks.live_ui import LiveUISink
+
+    sink = LiveUISink(threading.Event(), console=Console(file=io.StringIO()), read_keys=False)
+    sink.mark({"trigger": "steal_failure_rate>5.0%", "directory": CAPTURE_DIRECTORY})
+    return sink.state
+
+
+def _sized_screen(p_count: int, width: int, height: int, intervals: int = 240) -> list[str]:
+    """The screen's lines for a terminal of width x height: a long binary path, a capture, and the
+    latest interval sampled by the overhead budget."""
+    from dataclasses import replace
+
+    from tests.unit.recordings import HEADER as RECORDED_HEADER
+    from tests.unit.recordings import snapshot
+
+    history = History()
+    for index in range(intervals):
+        history.add(snapshot(index, p_count))
+    latest = history.snapshots.pop()
+    history.add(replace(latest, sampled={"mcall": 0.02, "switch": 0.031}))
+    header = replace(RECORDED_HEADER, binary=LONG_BINARY)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, height=height, color_system=None)
+    console.print(live_renderable(header, history, _capture_state(), width, height))
+    return buffer.getvalue().splitlines()
+
+
+def _label_breaks(lines: list[str]) -> list[str]:
+    """Each label that is not followed on its own line by its value, with the line."""
+    problems = []
+    for line in lines:
+        if re.match(r"P\s+status\b", line):  # the table's column header: names, not values
+            continue
+        for label, value in LABEL_VALUES:
+            for found in re.finditer(label, line):
+                if not re.match(" " + value, line[found.end() :]):
+                    problems.append(f"{label!r} without its value in {line!r}")
+    return problems
+
+
+SIZES = ((80, 24), (120, 40), (200, 60))
+
+
+def test_every_size_fits_its_terminal_and_keeps_labels_with_their_values() -> None:
+    for width, height in SIZES:
+        for p_count in (4, 8, 64):
+            lines = _sized_screen(p_count, width, height)
+            where = f"{width}x{height}, {p_count} Ps"
+            assert len(lines) <= height, where
+            assert max(len(line) for line in lines) <= width, where
+            assert _label_breaks(lines) == [], where
+            screen = "\n".join(lines)
+            for label in ESSENTIAL_LABELS:
+                assert re.search(label, screen), f"{label} missing at {where}"
+            assert "~sampled" in screen and "mcall/s ~" in screen, where
+            assert "pid 777 " in screen and "payments-gateway" in screen, where
+
+
+def test_the_capture_directory_is_shortened_on_the_capture_line() -> None:
+    for width, height in SIZES:
+        lines = _sized_screen(8, width, height)
+        line = next(line for line in lines if "capture:" in line)
+        assert "capture: steal_failure_rate>5.0% -> " in line
+        assert line.rstrip().endswith("pid777")  # the end of a path names it: it stays
+        if len(CAPTURE_DIRECTORY) + 40 > width:
+            assert "…" in line
+
+
+def _blank_lines_at_bottom(lines: list[str], height: int) -> int:
+    return height - len("\n".join(lines).rstrip("\n ").splitlines())
+
+
+def _p_rows(lines: list[str]) -> int:
+    """Heat-map rows and table rows: both start with a P label (the table's header is "P  status")."""
+    return sum(1 for line in lines if re.match(r"\s*P\d", line))
+
+
+def test_the_height_is_used_when_there_are_ps_to_fill_it() -> None:
+    for width, height in SIZES[1:]:
+        for p_count in (16, 64):
+            blank = _blank_lines_at_bottom(_sized_screen(p_count, width, height), height)
+            assert blank <= 3, f"{blank} blank lines at {width}x{height}, {p_count} Ps"
+    medium, large = _sized_screen(64, 120, 40), _sized_screen(64, 200, 60)
+    assert _p_rows(large) > _p_rows(medium)
+    heat_row = next(line for line in large if line.lstrip().startswith("P0-"))
+    assert len(heat_row.rstrip()) > 150  # the heat map takes the width: more intervals of history
+
+
+def test_few_ps_leave_no_large_empty_block_either() -> None:
+    for p_count in (4, 8):
+        blank = _blank_lines_at_bottom(_sized_screen(p_count, 120, 40), 40)
+        assert blank <= 3, f"{blank} blank lines with {p_count} Ps"
+
+
+def test_sizes_in_between_fit_too_and_keep_labels_with_their_values() -> None:
+    for width in (80, 100, 132, 160, 200):
+        for height in (24, 32, 50):
+            for p_count in (8, 32):
+                lines = _sized_screen(p_count, width, height, intervals=60)
+                where = f"{width}x{height}, {p_count} Ps"
+                assert len(lines) <= height and max(len(line) for line in lines) <= width, where
+                assert _label_breaks(lines) == [], where
+
+
+def test_before_the_first_interval_the_screen_fits() -> None:
+    for width, height in SIZES:
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, height=height, color_system=None).print(
+            live_renderable(HEADER, History(), ViewState(), width, height)
+        )
+        lines = buffer.getvalue().splitlines()
+        assert len(lines) <= height and "waiting for the first interval" in lines[1]
+        assert "no P seen yet" in buffer.getvalue()
+
+
+def test_the_live_ui_lays_the_screen_out_for_the_consoles_size_now() -> None:
+    import threading
+
+    from tracer.sinks.live_ui import LiveUISink
+
+    console = Console(file=io.StringIO(), width=80, height=24, color_system=None)
+    sink = LiveUISink(threading.Event(), console=console, read_keys=False)
+    sink.header = HEADER
+    for index in range(240):
+        sink.history.add(_snapshot(index, 64))
+
+    def shown() -> list[str]:
+        buffer = io.StringIO()
+        width, height = console.size
+        Console(file=buffer, width=width, height=height, color_system=None).print(sink.screen())
+        return buffer.getvalue().splitlines()
+
+    small = shown()
+    console.size = (200, 60)  # the terminal was resized: the next redraw reads the new size
+    large = shown()
+    assert len(small) <= 24 and max(len(line) for line in small) <= 80
+    assert 24 < len(large) <= 60 and max(len(line) for line in large) > 150
+
+
+def test_paths_are_shortened_in_the_middle_keeping_their_end() -> None:
+    from tracer.views.units import shorten_middle
+
+    assert shorten_middle("/srv/api-server", 40) == "/srv/api-server"
+    short = shorten_middle(CAPTURE_DIRECTORY, 40)
+    assert len(short) == 40 and "…" in short
+    assert short.startswith("/var/lib/") and short.endswith("-gateway-server-pid777")
+    assert shorten_middle("abcdef", 1) == "…" and shorten_middle("abcdef", 0) == ""

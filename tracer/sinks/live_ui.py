@@ -15,7 +15,7 @@ import threading
 import tty
 from dataclasses import replace
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from tracer.collect.history import History
@@ -100,14 +100,16 @@ class LiveUISink:
         self._live: Live | None = None
         self._keys = KeyReader(self.on_key) if read_keys else None
 
-    def _render(self):  # type: ignore[no-untyped-def]
+    def screen(self) -> RenderableType:
+        """The screen for the terminal's size now: read on every redraw, so the next snapshot or
+        key press after a resize lays the screen out for the new size."""
         assert self.header is not None
         size = self.console.size
         return live_renderable(self.header, self.history, self.state, size.width, size.height)
 
     def _refresh(self) -> None:
         if self._live is not None and self.header is not None:
-            self._live.update(self._render(), refresh=True)
+            self._live.update(self.screen(), refresh=True)
 
     def on_key(self, key: str) -> None:
         with self._lock:
@@ -155,7 +157,9 @@ class LiveUISink:
     def mark(self, marker: dict) -> None:
         with self._lock:
             self.state = replace(
-                self.state, notice=f"capture: {marker.get('trigger')} -> {marker.get('directory')}"
+                self.state,
+                capture_trigger=str(marker.get("trigger")),
+                capture_directory=str(marker.get("directory")),
             )
             self._refresh()
 

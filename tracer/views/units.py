@@ -23,3 +23,18 @@ def sampling_text(sampled: dict[str, float]) -> str:
     """{"mcall": 0.014, "steal": 0.3} -> "mcall 1.4%, steal 30.0%": how long each sampled probe
     group was attached; "" when nothing was sampled."""
     return ", ".join(f"{group} {percent(share)}" for group, share in sampled.items())
+
+
+ELLIPSIS = "…"
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`text` in at most `width` cells, cut in the middle with an ellipsis: the end of a path names
+    the thing (the capture directory, the binary), so it keeps two thirds of the room."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    kept = width - len(ELLIPSIS)
+    tail = kept - kept // 3
+    return text[: kept - tail] + ELLIPSIS + text[len(text) - tail :]
