@@ -250,6 +250,8 @@ def _label_breaks(lines: list[str]) -> list[str]:
     for line in lines:
         if re.match(r"P\s+status\b", line):  # the table's column header: names, not values
             continue
+        if re.match(r"(info|warning|critical) [a-z-]+: ", line):  # a finding: prose, no labels
+            continue
         for label, value in LABEL_VALUES:
             for found in re.finditer(label, line):
                 if not re.match(" " + value, line[found.end() :]):
@@ -364,3 +366,42 @@ def test_paths_are_shortened_in_the_middle_keeping_their_end() -> None:
     assert len(short) == 40 and "…" in short
     assert short.startswith("/var/lib/") and short.endswith("-gateway-server-pid777")
     assert shorten_middle("abcdef", 1) == "…" and shorten_middle("abcdef", 0) == ""
+
+
+def test_the_findings_panel_and_a_gomaxprocs_change_show() -> None:
+    """The demo's case on screen: GOMAXPROCS raised from 2 to 4 on 2 CPUs, idle Ps spinning."""
+    from dataclasses import replace
+
+    from tests.unit.test_findings import HEADER_99, HEALTHY, cpu, trace
+
+    spinner = replace(
+        HEALTHY,
+        steal_attempts=40_000,
+        steal_failures=37_600,
+        steal_successes=2_400,
+        cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
+    )
+    history = History()
+    for snapshot in trace(per_p=(HEALTHY,), gomaxprocs=2)[:3] + trace(per_p=(spinner,), gomaxprocs=4):
+        history.add(
+            replace(
+                snapshot, index=len(history.snapshots) + 1, time=HEADER_99.started + len(history.snapshots)
+            )
+        )
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, height=40, color_system=None).print(
+        live_renderable(HEADER_99, history, ViewState(), 120, 40)
+    )
+    screen = buffer.getvalue()
+    assert "warning gomaxprocs-over-cpus: GOMAXPROCS is 4 on 2 CPUs" in screen
+    assert "critical spinning: Idle Ps spin: 94% of 40,000 steal attempts" in screen
+    assert "procs 4 (was 2, 9s ago)" in screen  # the change was read 9 intervals before the latest
+    # Findings say nothing of a healthy program.
+    quiet = History()
+    for snapshot in trace(per_p=(HEALTHY,)):
+        quiet.add(snapshot)
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, height=40, color_system=None).print(
+        live_renderable(HEADER_99, quiet, ViewState(), 120, 40)
+    )
+    assert "findings none" in buffer.getvalue()

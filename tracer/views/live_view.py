@@ -26,10 +26,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tracer.collect.changes import GomaxprocsChange, gomaxprocs_changes
 from tracer.collect.cpu_share import PART_LABELS, recent_cpu_share
 from tracer.collect.history import History
 from tracer.collect.metrics import METRICS, Metric
 from tracer.collect.snapshot import PSample, Snapshot, TraceHeader
+from tracer.findings.rules import find, recent
 from tracer.views.units import ESTIMATE_MARK, percent, shorten_middle, si
 
 SHADES = " ░▒▓█"
@@ -170,7 +172,14 @@ def _capture_item(trigger: str, directory: str) -> Item:
     return Item((whole,), shorten=shortened, min_width=min(whole.cell_len, 48))
 
 
-def header_lines(header: TraceHeader, latest: Snapshot | None, state: ViewState, width: int) -> list[Text]:
+def header_lines(
+    header: TraceHeader,
+    latest: Snapshot | None,
+    state: ViewState,
+    width: int,
+    change: GomaxprocsChange | None = None,
+) -> list[Text]:
+    """`change`: the latest GOMAXPROCS change in view, shown beside procs."""
     runtime = latest.runtime if latest else None
     cost = latest.cost if latest else None
     binary_name = header.binary.rsplit("/", 1)[-1]
@@ -183,7 +192,16 @@ def header_lines(header: TraceHeader, latest: Snapshot | None, state: ViewState,
     if runtime is not None:
         procs = runtime.gomaxprocs if runtime.gomaxprocs is not None else "?"
         threads = runtime.threads if runtime.threads is not None else "?"
-        items.append(item(labelled("procs", str(procs))))
+        if change is not None and latest is not None and change.after == procs:
+            ago = max(latest.time - change.time, 0.0)
+            items.append(
+                item(
+                    labelled("procs", f"{procs} (was {change.before}, {ago:.0f}s ago)", "", "bold yellow"),
+                    labelled("procs", f"{change.before}->{procs}", "", "bold yellow"),
+                )
+            )
+        else:
+            items.append(item(labelled("procs", str(procs))))
         items.append(item(labelled("threads", str(threads)), drop_order=2))
     items.append(item(labelled("interval", f"{header.interval:g}s"), drop_order=3))
     if cost is not None:
@@ -594,16 +612,43 @@ def plan_rows(space: int, p_ids: list[int], table_ps: int) -> RowPlan:
     return RowPlan(heat_groups, heat_row_height, table_rows, chart_rows)
 
 
+FINDING_STYLES = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
+
+
+def findings_lines(header: TraceHeader, history: History, width: int, max_lines: int) -> list[Text]:
+    """The top findings of the last WINDOW_SECONDS, one line each (what it is, what it explains;
+    `report` and --json carry the evidence and the fix)."""
+    found = find(recent(list(history.snapshots)), header)
+    if not found:
+        return [Text.assemble(("findings ", "bold"), ("none", "dim"))] if history.latest else []
+    lines = []
+    for finding in found[:max_lines]:
+        explains = f" (explains {percent(finding.explains)} of CPU)" if finding.explains is not None else ""
+        line = Text.assemble(
+            (f"{finding.severity} ", FINDING_STYLES.get(finding.severity, "")),
+            (finding.id, "bold"),
+            f": {finding.title}{explains}",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        line.truncate(width, overflow="ellipsis")
+        lines.append(line)
+    return lines
+
+
 def live_renderable(
     header: TraceHeader, history: History, state: ViewState, width: int, height: int
 ) -> Group:
     """The whole screen for a terminal of width x height, in at most `height` lines (unless the
     terminal is too small for one line of each part) none wider than `width`."""
     latest = history.latest
+    changes = gomaxprocs_changes(history.snapshots)
     top_lines = [
-        *header_lines(header, latest, state, width),
+        *header_lines(header, latest, state, width, changes[-1] if changes else None),
         *scheduler_lines(latest, width),
         *cpu_lines(header, history, width),
+        # The answer first where there is room for it: up to three findings, one on a short screen.
+        *findings_lines(header, history, width, 3 if height >= 30 else 1),
     ]
     bottom_lines = reason_lines(latest, width)
     # One line each for the heat map's title, the table's column header and the chart's first row.
