@@ -371,3 +371,26 @@ def test_cpu_sampler_table_matches_go_tool_nm(go_programs: GoPrograms, version: 
         if category:
             checked.add(category)
     assert {"mcall", "root", "schedule", "findrunnable", "stealwork", "netpoll", "gc"} <= checked
+
+
+# Not PIE: before Go 1.26 its table lies inside .data.rel.ro, with no .gopclntab section for the
+# oracle to open (the parser reads it the same way, through the module data).
+@pytest.mark.parametrize("mode", ["default", "stripped"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_file_and_line_match_debug_gosym(go_programs: GoPrograms, version: str, mode: str) -> None:
+    """file:line from mcalltrace's own reading of .gopclntab's line tables, at every function's
+    entry and halfway through it, against Go's own debug/gosym (tests/goprogs/gosymdump)."""
+    binary = go_programs.build(version, mode)
+    dumper = go_programs.build(ALL_VERSIONS[-1], "default", "gosymdump")
+    listing = subprocess.run([str(dumper), str(binary)], capture_output=True, text=True, check=True).stdout
+    with ElfImage(str(binary)) as image:
+        table = GoFunctions(image).pclntab
+        rows = [line.split("\t") for line in listing.splitlines()]
+        assert len(rows) > 2000
+        mismatches = []
+        for name, pc, file, line in rows:
+            expected = (name, file, int(line)) if file else None
+            got = table.line_at(int(pc, 16))
+            if got != expected:
+                mismatches.append((name, pc, expected, got))
+    assert not mismatches, (len(mismatches), mismatches[:5])

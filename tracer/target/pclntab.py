@@ -280,6 +280,73 @@ class Pclntab:
                     break
         return found
 
+    # ---- file:line -------------------------------------------------------------------------------
+
+    def _func_u32(self, funcoff: int, field_index: int) -> int:
+        """A uint32 field of a function record, counted after its entry (nameOff is 0, args 1,
+        deferreturn 2, pcsp 3, pcfile 4, pcln 5, npcdata 6, cuOffset 7): the same order in every
+        supported layout, after an entry of 8 bytes (Go 1.16-1.17) or 4 (1.18+)."""
+        position = self.pcln_offset + funcoff + (8 if self.magic == MAGIC_GO116 else 4) + 4 * field_index
+        if position + 4 > len(self.data):
+            raise PclntabError("a pclntab function record lies past its section")
+        return struct.unpack_from("<I", self.data, position)[0]
+
+    def _pc_value(self, table_offset: int, entry: int, target: int) -> int | None:
+        """The value a pc-value table (pcfile, pcln) gives `target`, as runtime.pcvalue reads it:
+        zig-zag value deltas from -1, each followed by a pc delta; None if the table does not
+        cover `target`."""
+        if table_offset == 0:
+            return None
+        pos = self.pctab_offset + table_offset
+        if pos >= self.pcln_offset:
+            raise PclntabError("a function's pc table lies outside the pclntab's pctab")
+        value, pc, first = -1, entry, True
+        while True:
+            delta, pos = _uvarint(self.data, pos)
+            if delta == 0 and not first:
+                return None
+            first = False
+            value += -((delta + 1) >> 1) if delta & 1 else delta >> 1
+            step, pos = _uvarint(self.data, pos)
+            pc += step * self.min_lc
+            if target < pc:
+                return value
+
+    def _file_name(self, cu_offset: int, file_index: int) -> str | None:
+        position = self.cu_offset + 4 * (cu_offset + file_index)
+        if file_index < 0 or position + 4 > self.filetab_offset:
+            raise PclntabError("a function's file index lies outside the pclntab's cutab")
+        name_offset = struct.unpack_from("<I", self.data, position)[0]
+        if name_offset == 0xFFFFFFFF:
+            return None
+        start = self.filetab_offset + name_offset
+        end = self.data.find(b"\x00", start, self.pctab_offset)
+        if end < 0:
+            raise PclntabError("a file name lies outside the pclntab's file table")
+        return self.data[start:end].decode(errors="replace")
+
+    def line_at(self, pc: int) -> tuple[str, str, int] | None:
+        """(function, file, line) of the instruction at `pc`, from the function's pcfile and pcln
+        tables, or None outside this module's text or where the tables say nothing. For a return
+        address (a goroutine's gopc, a frame's saved PC) pass the address minus one, as the
+        runtime's tracebacks do, to get the line of the call."""
+        from bisect import bisect_right
+
+        entries = self.sorted_entries
+        if not entries or pc < entries[0] or pc >= self.end_of_text:
+            return None
+        index = bisect_right(entries, pc) - 1
+        funcoff = self._ftab[index][1]
+        entry = entries[index]
+        file_index = self._pc_value(self._func_u32(funcoff, 4), entry, pc)
+        line = self._pc_value(self._func_u32(funcoff, 5), entry, pc)
+        if file_index is None or line is None:
+            return None
+        file = self._file_name(self._func_u32(funcoff, 7), file_index)
+        if file is None:
+            return None
+        return self._name_at(self._name_offset(funcoff)), file, line
+
     @cached_property
     def sorted_entries(self) -> list[int]:
         """Entry addresses in table order (the table is sorted by entry), for pc lookups."""

@@ -1,0 +1,3 @@
+module mcalltrace.test/gosymdump
+
+go 1.19
