@@ -12,6 +12,7 @@ import pytest
 from tracer.collect.budget import (
     FLOOR_SECONDS_PER_SECOND,
     BudgetController,
+    PooledShares,
     StepMeasurement,
     parse_budget,
 )
@@ -372,3 +373,18 @@ def test_an_unmeasured_load_is_sampled_at_the_budgets_share_per_group() -> None:
     assert duties is not None and duties["mcall"] == pytest.approx(0.01)
     # A lighter load than known changes nothing between steps.
     assert controller.look({"mcall": 0.5}, 0.003) is None
+
+
+def test_a_sliver_of_a_window_is_scaled_from_the_steps_before_it() -> None:
+    """Steps whose windows saw ~1000 of ~100 000 time slices and took ~1000 hits; then one whose
+    window opened late and saw 10 slices and 30 hits: alone it would scale 30 hits by 10 000x
+    (300 000, three times the truth); pooled, its scale comes from hits per slice seen."""
+    pool = PooledShares()
+    for hits, seen in ((1000, 1000), (1100, 1000), (900, 1000)):
+        assert pool.adjust({"mcall": seen / 100_000}, 100_000, {"mcall": hits}) == {"mcall": seen / 100_000}
+    share = pool.adjust({"mcall": 10 / 100_000}, 100_000, {"mcall": 30})["mcall"]
+    estimate = 30 / share
+    assert 90_000 <= estimate <= 110_000
+    # An exact group is left alone and its pool starts over.
+    assert pool.adjust({"mcall": 1.0}, 100_000, {"mcall": 50}) == {"mcall": 1.0}
+    assert pool.adjust({"mcall": 10 / 100_000}, 100_000, {"mcall": 30}) == {"mcall": 10 / 100_000}

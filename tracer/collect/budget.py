@@ -185,3 +185,43 @@ class BudgetController:
     def estimated_cost(self) -> float:
         """CPU-seconds per second the probes cost at the current duties (as far as known)."""
         return sum(self.duties[group] * self.full_cost.get(group, 0.0) for group in self.groups)
+
+
+class PooledShares:
+    """Steady estimates for steps whose window saw too little.
+
+    A step's sampled counts are scaled by 1 / (the share of the step's work its window saw). When
+    that share is a sliver (a window that opened late on a busy host and mostly fell in the next
+    step), the scale is huge and its noise with it: one such step read 7x its true count. Such a
+    step's scale comes instead from the last few steps pooled: hits per unit of work seen, over
+    all of them, times this step's work."""
+
+    def __init__(self, steps: int = 4, min_seen: float = 50.0, min_fraction: float = 0.25) -> None:
+        self.steps = steps
+        self.min_seen = min_seen  # time slices a window must see to stand alone
+        self.min_fraction = min_fraction  # ... and this much of what recent windows saw
+        self._history: dict[str, list[tuple[int, float]]] = {}  # group -> [(hits, seen work)]
+
+    def adjust(self, shares: Mapping[str, float], work: int, hits: Mapping[str, int]) -> dict[str, float]:
+        """`shares`: each group's share of the step's `work` (time slices) its windows saw;
+        `hits`: the group's hits in the step. The shares to scale by."""
+        adjusted = dict(shares)
+        for group, share in shares.items():
+            history = self._history.setdefault(group, [])
+            if share >= 1.0 or work <= 0:
+                history.clear()  # exact, or nothing to weigh: a new load starts a new pool
+                continue
+            seen = share * work
+            earlier = sorted(seen_before for _, seen_before in history)
+            typical = earlier[len(earlier) // 2] if earlier else 0.0
+            history.append((hits.get(group, 0), seen))
+            del history[: -self.steps]
+            if len(history) < 2 or seen >= max(self.min_seen, self.min_fraction * typical):
+                continue
+            pooled_hits = sum(count for count, _ in history)
+            pooled_seen = sum(seen_work for _, seen_work in history)
+            step_hits = hits.get(group, 0)
+            if pooled_hits <= 0 or pooled_seen <= 0 or step_hits <= 0:
+                continue
+            adjusted[group] = min(1.0, step_hits / (pooled_hits / pooled_seen * work))
+        return adjusted

@@ -31,6 +31,9 @@ def progress_between(before: Progress, after: Progress) -> int:
 
 # A window must start early enough in its step to end in it: attaching takes up to ~10 ms here.
 _ATTACH_SLACK_SECONDS = 0.012
+# Later than that, a window still opens at once if this much of the step is left; else the step
+# is given up and the window goes to the next one.
+_LATE_WINDOW_SECONDS = 0.002
 
 
 class GroupSwitch(Protocol):
@@ -251,11 +254,15 @@ class DutyCycler:
             step_index = max((now - self.origin_ns) // self.step_ns, last_window_step + 1)
             step_start = self.origin_ns + step_index * self.step_ns
             latest = step_start + self.step_ns - window_ns - int(_ATTACH_SLACK_SECONDS * 1e9)
-            if now > latest:
+            if now > latest and now >= step_start + self.step_ns - int(_LATE_WINDOW_SECONDS * 1e9):
                 step_index += 1
                 step_start += self.step_ns
                 latest += self.step_ns
             earliest = max(now, step_start)
+            # Late for this step (the thread woke late on a busy host): open at once rather than
+            # leave the step without a window, which would read as nothing where its estimate is
+            # due; the window then runs into the next step, and the sliver this step saw is
+            # scaled from the steps before it (collect.budget.PooledShares).
             start = rng.randint(earliest, max(earliest, latest))
             if wake.wait(timeout=max(0, start - time.monotonic_ns()) / 1e9):
                 wake.clear()
