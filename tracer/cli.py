@@ -183,6 +183,7 @@ def cli(
     """Live eBPF tracer for the Go scheduler.
 
     \b
+      mcalltrace explain --pid PID  why the scheduler costs what it costs: findings in 10 s
       mcalltrace --pid PID          trace a running Go process
       mcalltrace run -- PROG ARGS   start a program and trace it from its first instruction
       mcalltrace demo               trace the bundled demo workload
@@ -301,6 +302,39 @@ def _warn_if_cut(recording: Recording, what: str) -> None:
             f"{what} the whole records before it",
             err=True,
         )
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--pid", type=int, help="Trace this running process (10 s unless --duration).")
+@click.option("--duration", type=DURATION, default=None, help="How long to trace.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the findings and their numbers.")
+@OVERHEAD_BUDGET_OPTION
+@CPU_SAMPLE_OPTION
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def explain(
+    pid: int | None,
+    duration: float | None,
+    as_json: bool,
+    overhead_budget: str,
+    cpu_sample_hz: int,
+    argv: tuple[str, ...],
+) -> None:
+    """Why does the scheduler cost what it costs? A short trace of --pid PID (or of PROG ARGS
+    after --, until it exits) that ends with its findings: what each explains, and what to change."""
+    from tracer.livecmd import explain as explain_trace
+
+    if (pid is None) == (not argv):
+        raise TracerError("explain: give --pid PID, or -- PROG ARGS", EXIT_USAGE)
+    sys.exit(
+        explain_trace(
+            pid=pid,
+            argv=list(argv) or None,
+            duration=duration,
+            as_json=as_json,
+            overhead_budget=parse_budget(overhead_budget),
+            cpu_sample_hz=cpu_sample_hz,
+        )
+    )
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -269,3 +270,47 @@ class _MarkerReplay:
 
     def finish(self, summary, reason: str) -> None:  # type: ignore[no-untyped-def]
         self.sink.finish(summary, reason)
+
+
+EXPLAIN_SECONDS = 10.0
+
+
+def explain(
+    *,
+    pid: int | None = None,
+    argv: list[str] | None = None,
+    duration: float | None = None,
+    as_json: bool = False,
+    overhead_budget: float | None = 0.02,
+    cpu_sample_hz: int = DEFAULT_CPU_SAMPLE_HZ,
+) -> int:
+    """`mcalltrace explain`: a short trace (10 s on --pid; a program run under it until it exits,
+    or --duration) that ends with its findings as a concise report, the answer to "why does the
+    scheduler cost this much": the scheduler's share of the CPU, the key rates, then each finding
+    with what it explains and its fix."""
+    from tracer.explain import explain_data, render_explain
+    from tracer.session import TraceOptions, open_live, run_session
+
+    if duration is None and pid is not None:
+        duration = EXPLAIN_SECONDS
+    options = TraceOptions(
+        interval=1.0, duration=duration, overhead_budget=overhead_budget, cpu_sample_hz=cpu_sample_hz
+    )
+    with _StopOnSignals() as stop:
+        source = open_live(options, pid=pid, argv=argv)
+        code = 0
+        try:
+            if not as_json:
+                what = f"pid {source.header.pid}" if argv is None else f"{argv[0]} (pid {source.header.pid})"
+                span = f"for {duration:g}s" if duration is not None else "until it exits"
+                _say(f"tracing {what} {span} (Ctrl-C to stop early)")
+            summary, reason = run_session(source, [], stop, options.steps_per_interval)
+        finally:
+            if source.program is not None:
+                code = _exit_code(source.program.stop())
+    data = explain_data(source.header, summary, reason)
+    if as_json:
+        print(json.dumps(data))
+    else:
+        render_explain(data)
+    return code

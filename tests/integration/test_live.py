@@ -370,3 +370,28 @@ def test_demo_quickstart_traces_the_bundled_workload(tmp_path: Path) -> None:
     assert reasons.get("park_m", 0) > 0 and reasons.get("goexit0", 0) > 0
     assert summary["totals"]["steal_attempts"] > 0
     assert len(summary["per_p"]) >= 4
+
+
+def test_explain_on_the_demo_names_its_gomaxprocs(tmp_path: Path) -> None:
+    """The demo runs 4 Ps on this 2-CPU machine: `explain` says so first among its findings, with
+    the numbers behind it and a fix that names the CPU count."""
+    from tracer.demo import build_demo, start_demo, stop_demo
+
+    cpus = len(os.sched_getaffinity(0))
+    if cpus >= 4:
+        pytest.skip("the demo's GOMAXPROCS exceeds the CPUs only on machines with fewer than 4")
+    process = start_demo(build_demo())
+    try:
+        result = run_cli("explain", "--pid", str(process.pid), "--duration", "4s", "--json", timeout=120)
+        text = run_cli("explain", "--pid", str(process.pid), "--duration", "3s", timeout=120)
+    finally:
+        stop_demo(process)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["type"] == "explain" and data["gomaxprocs"] == 4 and data["cpus"] == cpus
+    found = {finding["id"]: finding for finding in data["findings"]}
+    over = found["gomaxprocs-over-cpus"]
+    assert over["evidence"] == {**over["evidence"], "gomaxprocs": 4, "cpus": cpus}
+    assert f"GOMAXPROCS={cpus}" in over["fix"]
+    assert text.returncode == 0, text.stderr
+    assert "gomaxprocs-over-cpus: GOMAXPROCS is 4 on" in " ".join(text.stdout.split())

@@ -133,3 +133,10 @@ def test_follow_finds_the_newest_matching_process(tmp_path: Path) -> None:
         second.kill()
         first.wait()
         second.wait()
+
+
+@pytest.mark.parametrize("args", [("explain",), ("explain", "--pid", "1", "--", "true")])
+def test_explain_needs_one_target(args: tuple[str, ...]) -> None:
+    result = run_cli(*args)
+    assert_one_line_error(result, r"explain: give --pid PID, or -- PROG ARGS")
+    assert result.returncode == 2

@@ -135,3 +135,34 @@ def test_the_cpu_ratio_covers_ten_seconds_at_short_intervals() -> None:
     expected = recent_cpu_share(snapshots, 99, 10.0)  # the last 100 intervals
     assert ratio.value == pytest.approx(expected.mcall_share)
     assert ratio.value != pytest.approx(recent_cpu_share(snapshots, 99, 6.4).mcall_share)
+
+
+def test_active_findings_are_gauges_of_one() -> None:
+    """go_sched_finding{id,severity} is 1 for each finding of the live window, and goes away
+    when the finding does."""
+    from dataclasses import replace
+
+    from tests.unit.test_findings import HEADER_99, HEALTHY, cpu, trace
+
+    spinner = replace(
+        HEALTHY,
+        steal_attempts=40_000,
+        steal_failures=37_600,
+        steal_successes=2_400,
+        cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
+    )
+    sink = PrometheusSink("127.0.0.1:0")
+    try:
+        sink.start(HEADER_99)
+        for item in trace(per_p=(spinner,), gomaxprocs=4):
+            sink.update(item)
+        active = {
+            (sample.labels["id"], sample.labels["severity"]): sample.value
+            for sample in _scrape(sink.port)["go_sched_finding"]
+        }
+        assert active == {("spinning", "critical"): 1.0, ("gomaxprocs-over-cpus", "warning"): 1.0}
+        for item in trace(per_p=(HEALTHY,)):
+            sink.update(replace(item, index=item.index + 100))
+        assert "go_sched_finding" not in _scrape(sink.port)
+    finally:
+        sink.stop()

@@ -19,6 +19,7 @@ from tracer.collect.cpu_share import recent_cpu_share
 from tracer.collect.snapshot import NO_P, P_STATUS_NAMES, PSample, Snapshot, TraceHeader
 from tracer.collect.summary import Summary
 from tracer.errors import EXIT_USAGE, TracerError
+from tracer.findings import LiveFindings
 
 DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
 CPU_SHARE_SECONDS = 10.0  # go_sched_mcall_cpu_ratio's window, as the live UI's
@@ -76,6 +77,7 @@ class PrometheusSink:
         self._sample_hz = 0
         self._tracer_cpu_seconds = 0.0
         self._recent: deque[Snapshot] = deque()  # for the CPU share over the last 10 s
+        self._findings = LiveFindings(None)  # the live window's findings
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         try:
@@ -101,6 +103,7 @@ class PrometheusSink:
             self._tracer_cpu_seconds = 0.0
             # enough intervals to cover the window, however short the interval
             self._recent = deque(maxlen=math.ceil(CPU_SHARE_SECONDS / header.interval) + 1)
+            self._findings = LiveFindings(header)
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -111,6 +114,7 @@ class PrometheusSink:
             self._recent.append(snapshot)
             if snapshot.cost.tracer_cpu_fraction is not None:
                 self._tracer_cpu_seconds += snapshot.cost.tracer_cpu_fraction * snapshot.duration
+            self._findings.update(snapshot)
 
     def finish(self, summary: Summary, reason: str) -> None:
         pass  # the totals stay served until stop(): a last scrape sees the whole trace
@@ -172,10 +176,20 @@ class PrometheusSink:
             sample_hz = self._sample_hz
             recent = list(self._recent)
             tracer_cpu_seconds = self._tracer_cpu_seconds
+            findings = list(self._findings.current)
         if not labels:
             return
         base = list(labels)
         base_values = [labels[name] for name in base]
+
+        active = GaugeMetricFamily(
+            "go_sched_finding",
+            "1 for each finding active over the last 10 s (see the README's Findings).",
+            labels=[*base, "id", "severity"],
+        )
+        for finding in findings:
+            active.add_metric([*base_values, finding.id, finding.severity], 1.0)
+        yield active
 
         mcalls = CounterMetricFamily(
             "go_sched_mcalls",
