@@ -25,6 +25,16 @@
 #define MCT_REASONS 16
 #define MCT_REASON_OTHER (MCT_REASONS - 1)
 #define MCT_REASON_PARK 0 /* slot 0 is always runtime.park_m */
+#define MCT_REASON_GOEXIT 1 /* slot 1 is always runtime.goexit0 */
+
+/* Goroutine origins: exits counted by the `go` statement that created the goroutine (g.gopc) and
+ * the function it ran (g.startpc). Bounded: exits of origins beyond the table count in
+ * global_counters.origins_dropped. */
+#define MCT_ORIGINS 4096
+struct mct_origin_key {
+    __u64 gopc;
+    __u64 startpc;
+};
 
 #define MCT_WAIT_REASONS 64
 #define MCT_HIST_BUCKETS 32 /* log2 of nanoseconds */
@@ -54,6 +64,7 @@ struct mct_global_counters {
     __u64 read_errors;                    /* bpf_probe_read_user failures */
     __u64 unknown_reasons;                /* mcall fn PCs not in the reason table */
     __u64 events_dropped;                 /* detail events lost to a full ring buffer */
+    __u64 origins_dropped;                /* goroutine exits whose origin found no room */
 };
 
 /* Probe groups: the probes the overhead budget attaches and detaches together. findRunnable's

@@ -36,6 +36,8 @@ BPF_ARRAY(p_high, u32, 1);
 BPF_HASH(thread_m, u32, u32, 16384);
 /* mcall targets missing from reason_table, by PC, named in user space. Rare by construction. */
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
+/* Goroutine exits by origin (see mcalltrace.h); cumulative, read and diffed by user space. */
+BPF_HASH(origins, struct mct_origin_key, u64, MCT_ORIGINS);
 /* Event-level detail: on only while a capture window is open (one array lookup otherwise). */
 BPF_ARRAY(detail_enabled, u32, 1);
 BPF_PERCPU_ARRAY(group_hits, struct mct_group_hits, 1);
@@ -238,6 +240,23 @@ int on_mcall(struct pt_regs *ctx)
         u64 goid = 0;
         bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->r14 + OFF_G_GOID));
         emit(MCT_EVENT_MCALL, cur.p_id, reason, 0, goid, fn);
+    }
+
+    if (reason == MCT_REASON_GOEXIT) {
+        struct mct_origin_key key = {};
+        key.gopc = read_u64(ctx->r14 + OFF_G_GOPC);
+        key.startpc = read_u64(ctx->r14 + OFF_G_STARTPC);
+        u64 *count = origins.lookup(&key);
+        if (count) {
+            __sync_fetch_and_add(count, 1);
+        } else {
+            u64 one = 1;
+            if (origins.update(&key, &one) != 0) {
+                struct mct_global_counters *g = globals();
+                if (g)
+                    INC(g->origins_dropped);
+            }
+        }
     }
 
     if (reason == MCT_REASON_PARK) {

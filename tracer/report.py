@@ -253,6 +253,19 @@ def report_renderable(data: dict[str, Any]) -> Group:
                 f"local queue, worst {imbalance['worst_spread']}",
             )
         )
+    origins = [origin for origin in data.get("origins", []) if origin["creator"] != "other"][:5]
+    if origins:
+        lines.append(
+            Text("goroutine origins (exits/s: the go statement -> the function it runs)", style="bold")
+        )
+        for origin in origins:
+            lines.append(
+                Text(
+                    f"  {origin['exits'] / duration:>10,.0f}  {origin['creator']} "
+                    f"({origin['creator_file'].rsplit('/', 1)[-1]}:{origin['creator_line']})"
+                    f" -> {origin['function']}"
+                )
+            )
     changes = data.get("gomaxprocs_changes", [])
     lines.append(
         Text.assemble(

@@ -36,6 +36,7 @@ from tracer.spawn import HeldProgram
 from tracer.target.elfimage import ElfImage
 from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
+from tracer.target.pclntab import PclntabError
 from tracer.target.process import load_bias, process_alive
 
 # The budget's looks at the groups it watches (always attached, or in long windows): one every
@@ -118,6 +119,13 @@ class _PcNamer:
 
     def __call__(self, pc: int) -> str | None:
         return self._functions.pclntab.function_at(pc - self.bias)
+
+    def line_of(self, pc: int) -> tuple[str, str, int] | None:
+        """(function, file, line) at a runtime PC; for a return address pass it minus one."""
+        try:
+            return self._functions.pclntab.line_at(pc - self.bias)
+        except PclntabError:
+            return None
 
 
 class LiveSource:
@@ -212,6 +220,7 @@ class LiveSource:
             self.runtime,
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
             limits=LimitsReader(self.pid),
+            line_of_pc=self.name_of_pc.line_of,
         )
         self.probes.register_threads(self.runtime.thread_ids())
         # The baseline is read before anyone is told the probes are in: counting starts here

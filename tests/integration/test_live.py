@@ -395,3 +395,32 @@ def test_explain_on_the_demo_names_its_gomaxprocs(tmp_path: Path) -> None:
     assert f"GOMAXPROCS={cpus}" in over["fix"]
     assert text.returncode == 0, text.stderr
     assert "gomaxprocs-over-cpus: GOMAXPROCS is 4 on" in " ".join(text.stdout.split())
+
+
+@pytest.mark.parametrize("version", [ALL_VERSIONS[0], "1.23.9", ALL_VERSIONS[-1]])
+def test_goroutine_origins_name_the_go_statement(go_programs: GoPrograms, version: str) -> None:
+    """Every goroutine of the churn is created by one marked `go` statement: the top origin names
+    its file and line (from .gopclntab, as debug/gosym does), the closure it runs, and all of
+    its exits, exactly (no budget), for the oldest, a middle and the newest toolchain."""
+    if version not in ALL_VERSIONS:
+        pytest.skip(f"{version} is not among the toolchains")
+    source = Path(__file__).resolve().parents[1] / "goprogs" / "workload" / "scenarios.go"
+    marked = next(
+        number for number, text in enumerate(source.read_text().splitlines(), 1) if "// ORIGIN: churn" in text
+    )
+    binary = go_programs.build(version, "stripped")
+    summary, intervals, scenario = traced_run(binary, ["-scenario", "churn", "-n", "1500"], None, "0.5s")
+    started = int(next(line for line in scenario.output.seen if line.startswith("STARTED")).split()[1])
+    totals: dict[tuple[str, str, int, str], int] = collections.Counter()
+    for item in intervals:
+        for origin in item["origins"]:
+            key = (origin["creator"], origin["creator_file"], origin["creator_line"], origin["function"])
+            totals[key] += origin["exits"]
+    (creator, file, line, function), exits = totals.most_common(1)[0]
+    assert (creator, Path(file).name, line) == ("main.churn", "scenarios.go", marked), totals.most_common(3)
+    assert function == "main.churn.func1"
+    assert exits == started
+    # The summary's findings name the same line where the churn is fast enough to be one.
+    churn = [finding for finding in summary["findings"] if finding["id"] == "goroutine-churn"]
+    if churn:
+        assert churn[0]["sites"][0]["line"] == marked

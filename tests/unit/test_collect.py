@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tracer.collect.collector import (
@@ -10,7 +12,7 @@ from tracer.collect.collector import (
     TRACEPOINT_HIT_SECONDS,
     Collector,
 )
-from tracer.collect.snapshot import NO_P, PSample
+from tracer.collect.snapshot import NO_P, TOP_ORIGINS, PSample
 from tracer.collect.summary import Summary
 from tracer.probes import layout
 from tracer.probes.loader import RawCounters
@@ -157,3 +159,42 @@ def test_psample_json_round_trip() -> None:
         runnext=True,
     )
     assert PSample.from_json(sample.to_json()) == sample
+
+
+def test_goroutine_origins_are_the_intervals_top_creators_named_by_line() -> None:
+    """Exits by (gopc, startpc) between two reads, most first, the go statement's line read at
+    gopc - 1 (a return address), the rest summed as "other", scaled when mcall is sampled."""
+    lines = {
+        0x1004: ("main.spawner", "/src/main.go", 42),
+        0x2000: ("main.worker", "/src/main.go", 50),
+        0x3004: ("main.other", "/src/other.go", 7),
+        0x4000: ("main.job", "/src/other.go", 9),
+    }
+    asked: list[int] = []
+
+    def line_of(pc: int) -> tuple[str, str, int] | None:
+        asked.append(pc)
+        return lines.get(pc)
+
+    collector = Collector(_plan(), lambda pc: None, None, line_of_pc=line_of)
+    start = _raw(0, {})
+    collector.start(replace(start, origins={(0x1005, 0x2000): 100}))
+    later = _raw(1_000_000_000, {})
+    origins = {(0x1005, 0x2000): 1_100, (0x3005, 0x4000): 50}
+    origins.update({(0x9000 + 16 * index, 0x9900): 1 for index in range(12)})
+    snapshot = collector.next(replace(later, origins=origins), {"mcall": 0.5})
+    first, second = snapshot.origins[:2]
+    assert (first.creator, first.creator_line, first.function, first.line, first.exits) == (
+        "main.spawner",
+        42,
+        "main.worker",
+        50,
+        2_000,  # 1 000 seen, mcall attached half the time
+    )
+    assert (second.creator_file, second.exits) == ("/src/other.go", 100)
+    assert len(snapshot.origins) == TOP_ORIGINS + 1 and snapshot.origins[-1].creator == "other"
+    assert snapshot.origins[-1].exits == 2 * 4  # 12 small origins: 8 kept after the top two, 4 summed
+    assert asked.count(0x1004) == 1  # each PC looked up once
+    again = collector.next(replace(_raw(2_000_000_000, {}), origins={**origins, (0x1005, 0x2000): 1_200}))
+    assert [origin.exits for origin in again.origins] == [100]
+    assert asked.count(0x1004) == 1

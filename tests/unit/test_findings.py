@@ -222,3 +222,23 @@ def test_findings_reach_json_lines_the_summary_and_report(tmp_path) -> None:  # 
     text = console.export_text()
     assert text.index("findings") < text.index("totals")
     assert "[warning] goroutine-churn:" in text and "fix: Reuse goroutines" in text
+
+
+def test_churn_names_the_go_statements_behind_it() -> None:
+    from tracer.collect.snapshot import Origin
+    from tracer.findings.model import Site
+
+    churn = replace(HEALTHY, mcall_by_reason={"goexit0": 50_000}, cpu_samples=cpu(schedule=30))
+    origins = (
+        Origin("main.accept", "/srv/server.go", 88, "main.handle.func1", "/srv/server.go", 90, 40_000),
+        Origin("main.tick", "/srv/tick.go", 12, "main.flush", "/srv/tick.go", 20, 9_000),
+        Origin("other", "?", 0, "other", "?", 0, 1_000),
+    )
+    snapshots = [replace(snapshot, origins=origins) for snapshot in trace(per_p=(churn,))]
+    finding = find(snapshots, HEADER_99)[0]
+    assert finding.id == "goroutine-churn"
+    assert finding.sites == (
+        Site("main.accept", "/srv/server.go", 88, 40_000.0),
+        Site("main.tick", "/srv/tick.go", 12, 9_000.0),
+    )
+    assert "Most are created at main.accept (/srv/server.go:88)." in finding.fix

@@ -11,9 +11,11 @@ from tracer.collect.limits import LimitsReader
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
 from tracer.collect.snapshot import (
     NO_P,
+    TOP_ORIGINS,
     WAIT_REASONS_GROUP,
     Cost,
     Limits,
+    Origin,
     PSample,
     RuntimeState,
     Snapshot,
@@ -139,9 +141,12 @@ class Collector:
         runtime: RuntimeReader | None,
         learn_reason: Callable[[int, int], None] | None = None,
         limits: LimitsReader | None = None,
+        line_of_pc: Callable[[int], tuple[str, str, int] | None] | None = None,
     ) -> None:
         self.plan = plan
         self.limits = limits
+        self.line_of_pc = line_of_pc
+        self._lines: dict[int, tuple[str, str, int]] = {}  # runtime PC -> (function, file, line)
         self.name_of_pc = name_of_pc
         self.runtime = runtime
         self.learn_reason = learn_reason
@@ -201,6 +206,38 @@ class Collector:
             cpu_samples=_cpu_samples(raw, previous, slot),
             **values,
         )
+
+    def _line(self, pc: int) -> tuple[str, str, int]:
+        """Where a PC is, once per PC (a trace sees the same few origins over and over)."""
+        where = self._lines.get(pc)
+        if where is None:
+            found = self.line_of_pc(pc) if self.line_of_pc is not None and pc else None
+            where = found or (self.name_of_pc(pc) or f"{pc:#x}", "?", 0)
+            self._lines[pc] = where
+        return where
+
+    def _origins(self, raw: RawCounters, previous: RawCounters, factor: float) -> tuple[Origin, ...]:
+        """The interval's goroutine exits by origin, most first: the top TOP_ORIGINS, then the
+        rest summed as one entry (`other`), scaled like the mcall group's counts."""
+        deltas = [
+            (count - previous.origins.get(key, 0), key)
+            for key, count in raw.origins.items()
+            if count > previous.origins.get(key, 0)
+        ]
+        deltas.sort(reverse=True)
+        origins = []
+        for count, (gopc, startpc) in deltas[:TOP_ORIGINS]:
+            # gopc is the return address of the go statement's call to newproc: its line is the
+            # one before it, as the runtime's own "created by" traceback reads it.
+            creator, creator_file, creator_line = self._line(gopc - 1)
+            function, file, line = self._line(startpc)
+            origins.append(
+                Origin(creator, creator_file, creator_line, function, file, line, round(count * factor))
+            )
+        rest = sum(count for count, _ in deltas[TOP_ORIGINS:])
+        if rest:
+            origins.append(Origin("other", "?", 0, "other", "?", 0, round(rest * factor)))
+        return tuple(origins)
 
     @property
     def last_read_ns(self) -> int:
@@ -279,4 +316,5 @@ class Collector:
             ),
             sampled=sampled,
             limits=self.limits.read() if self.limits is not None else Limits(),
+            origins=self._origins(raw, previous, factors.get("mcall", 1.0)),
         )

@@ -206,6 +206,32 @@ class RuntimeState:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Goroutines that exited in an interval, by where they came from: the `go` statement that
+    created them (its function, file and line) and the function they ran."""
+
+    creator: str
+    creator_file: str
+    creator_line: int
+    function: str  # the goroutine's start function
+    file: str
+    line: int
+    exits: int  # in the interval (an estimate where the mcall group was sampled)
+
+    @property
+    def key(self) -> tuple[str, str, int, str, str, int]:
+        """Where it came from, without the count."""
+        return (self.creator, self.creator_file, self.creator_line, self.function, self.file, self.line)
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+# Origins a snapshot keeps: the most frequent; the rest are summed into one "other" entry.
+TOP_ORIGINS = 10
+
+
+@dataclass(frozen=True)
 class Limits:
     """What the target may use: the CPUs it may run on and its cgroup's CPU limit, with the
     cgroup's CFS throttling over the interval (tracer/target/cgroup.py). None where unknown."""
@@ -258,6 +284,7 @@ class Snapshot:
     # Empty: every count is exact.
     sampled: dict[str, float] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    origins: tuple[Origin, ...] = ()  # goroutine exits by origin, most first (TOP_ORIGINS)
 
     @property
     def exact(self) -> bool:
@@ -296,6 +323,7 @@ class Snapshot:
             ),
             sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
             limits=Limits(**known_fields(Limits, data.get("limits", {}))),
+            origins=tuple(Origin(**known_fields(Origin, item)) for item in data.get("origins", [])),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -320,6 +348,7 @@ class Snapshot:
             },
             "sampled": dict(self.sampled),
             "limits": self.limits.to_json(),
+            "origins": [origin.to_json() for origin in self.origins],
         }
 
 
@@ -422,4 +451,43 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
         runtime=last.runtime,
         cost=cost,
         sampled=sampled,
+        limits=_merge_limits([snapshot.limits for snapshot in snapshots]),
+        origins=merge_origins([origin for snapshot in snapshots for origin in snapshot.origins]),
     )
+
+
+def _merge_limits(parts: list[Limits]) -> Limits:
+    """The latest limits, with the throttling summed over the parts that read it."""
+    counted = [part for part in parts if part.periods is not None]
+    if not counted:
+        return parts[-1]
+    return replace(
+        parts[-1],
+        periods=sum(part.periods or 0 for part in counted),
+        throttled_periods=sum(part.throttled_periods or 0 for part in counted),
+        throttled_seconds=sum(part.throttled_seconds or 0.0 for part in counted),
+    )
+
+
+def merge_origins(origins: list[Origin], top: int = TOP_ORIGINS) -> tuple[Origin, ...]:
+    """Origins of several intervals (or snapshots) as one: exits summed by origin, the most
+    frequent `top` kept and the rest (with every "other") summed into one "other"."""
+    totals: dict[tuple[str, str, int, str, str, int], int] = {}
+    for origin in origins:
+        key = (
+            origin.creator,
+            origin.creator_file,
+            origin.creator_line,
+            origin.function,
+            origin.file,
+            origin.line,
+        )
+        totals[key] = totals.get(key, 0) + origin.exits
+    other_key = ("other", "?", 0, "other", "?", 0)
+    rest = totals.pop(other_key, 0)
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    rest += sum(count for _, count in ranked[top:])
+    merged = [Origin(*key, exits=count) for key, count in ranked[:top]]
+    if rest:
+        merged.append(Origin(*other_key, exits=rest))
+    return tuple(merged)

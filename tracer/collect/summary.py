@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracer.collect.changes import GomaxprocsChange, GomaxprocsWatch
-from tracer.collect.snapshot import NO_P, PSample, Snapshot, TraceHeader, _add_maps, total_of
+from tracer.collect.snapshot import NO_P, TOP_ORIGINS, PSample, Snapshot, TraceHeader, _add_maps, total_of
 from tracer.findings.evidence import Evidence
 from tracer.findings.rules import evaluate
 
@@ -83,4 +83,6 @@ class Summary:
             "sampled": self.sampled,
             "gomaxprocs_changes": [change.to_json() for change in self.gomaxprocs_changes],
             "findings": [finding.to_json() for finding in evaluate(self.evidence)],
+            # goroutine exits by origin over the whole trace, most first
+            "origins": [origin.to_json() for origin in self.evidence.origins[:TOP_ORIGINS]],
         }

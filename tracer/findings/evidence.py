@@ -7,7 +7,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tracer.collect.cpu_share import CpuShare, cpu_share
-from tracer.collect.snapshot import Limits, PSample, RuntimeState, Snapshot, TraceHeader, total_of
+from tracer.collect.snapshot import (
+    Limits,
+    Origin,
+    PSample,
+    RuntimeState,
+    Snapshot,
+    TraceHeader,
+    merge_origins,
+    total_of,
+)
+
+# Origins kept over a window or a whole trace: more than a snapshot keeps, so that one that is
+# second in every interval still ranks right over many.
+ORIGINS_KEPT = 50
 
 
 @dataclass
@@ -33,6 +46,7 @@ class Evidence:
     spread_intervals: int = 0
     target_cpu_seconds: float = 0.0
     wait_reasons: dict[str, int] = field(default_factory=dict)  # park_m's, by g.waitreason
+    origins: tuple[Origin, ...] = ()  # goroutine exits by origin, the most frequent ORIGINS_KEPT
 
     @classmethod
     def of(cls, snapshots: Iterable[Snapshot], header: TraceHeader | None = None) -> Evidence:
@@ -71,6 +85,8 @@ class Evidence:
             self.target_cpu_seconds += snapshot.cost.target_cpu_fraction * duration
         for reason, count in snapshot.wait_reasons.items():
             self.wait_reasons[reason] = self.wait_reasons.get(reason, 0) + count
+        if snapshot.origins:
+            self.origins = merge_origins([*self.origins, *snapshot.origins], ORIGINS_KEPT)
 
     # ---- what the rules read -------------------------------------------------------------------
 

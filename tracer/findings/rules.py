@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from tracer.collect.snapshot import Snapshot, TraceHeader
 from tracer.findings.evidence import Evidence
-from tracer.findings.model import Finding
+from tracer.findings.model import Finding, Site
 from tracer.target.cgroup import go_default_gomaxprocs
 
 MIN_SECONDS = 1.0  # no finding from less than this much trace
@@ -167,6 +167,12 @@ def goroutine_churn(evidence: Evidence) -> Finding | None:
     rate = evidence.rate(exits)
     if not _enough(evidence, exits) or rate < CHURN_EXITS_PER_SECOND:
         return None
+    creators = _top_creators(evidence)
+    where = (
+        f" Most are created at {creators[0].function} ({creators[0].file}:{creators[0].line})."
+        if creators
+        else ""
+    )
     return Finding(
         id="goroutine-churn",
         severity="warning",
@@ -174,8 +180,24 @@ def goroutine_churn(evidence: Evidence) -> Finding | None:
         evidence={"goroutine_exits_per_second": rate, **_estimate_note(evidence, "mcall")},
         explains=_shared_part(evidence, "goexit0"),
         fix="Reuse goroutines: a worker pool fed by a channel, or do short work inline instead of "
-        "in a new goroutine.",
+        "in a new goroutine." + where,
+        sites=tuple(creators),
     )
+
+
+TOP_SITES = 3
+
+
+def _top_creators(evidence: Evidence) -> list[Site]:
+    """The `go` statements behind most goroutine exits, with their rates."""
+    by_creator: dict[tuple[str, str, int], int] = {}
+    for origin in evidence.origins:
+        if origin.creator == "other":
+            continue
+        key = (origin.creator, origin.creator_file, origin.creator_line)
+        by_creator[key] = by_creator.get(key, 0) + origin.exits
+    ranked = sorted(by_creator.items(), key=lambda item: -item[1])[:TOP_SITES]
+    return [Site(function, file, line, evidence.rate(count)) for (function, file, line), count in ranked]
 
 
 def blocking_handoffs(evidence: Evidence) -> Finding | None:

@@ -11,6 +11,8 @@ import ctypes
 REASONS = 16
 REASON_OTHER = REASONS - 1
 REASON_PARK = 0
+REASON_GOEXIT = 1
+ORIGINS = 4096
 WAIT_REASONS = 64
 HIST_BUCKETS = 32
 
@@ -43,7 +45,12 @@ class GlobalCounters(ctypes.Structure):
         ("read_errors", u64),
         ("unknown_reasons", u64),
         ("events_dropped", u64),
+        ("origins_dropped", u64),
     ]
+
+
+class OriginKey(ctypes.Structure):
+    _fields_ = [("gopc", u64), ("startpc", u64)]
 
 
 GROUP_MCALL = 0

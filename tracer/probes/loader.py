@@ -58,6 +58,8 @@ class RawCounters:
     p_addresses: dict[int, int]  # P id -> address of its runtime.p, as the probes saw it
     # P slot (plan.max_p: no P) -> on-CPU samples by category (layout.CPU_*); empty: no sampler
     cpu_samples: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # (gopc, startpc) -> goroutine exits so far (runtime PCs; see bpf/mcalltrace.h)
+    origins: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 # Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
@@ -137,6 +139,7 @@ class LoadedProbes:
                 "p_addresses",
                 "p_high",
                 "unknown_reason_pcs",
+                "origins",
                 "m_state",
                 "thread_m",
                 "group_generation",
@@ -151,7 +154,7 @@ class LoadedProbes:
 
     def _reset_state(self) -> None:
         """Forget what a previous target left in the maps (counters are read as deltas)."""
-        for name in ("p_addresses", "p_high", "m_state", "thread_m", "unknown_reason_pcs"):
+        for name in ("p_addresses", "p_high", "m_state", "thread_m", "unknown_reason_pcs", "origins"):
             if name in self._tables:
                 self._tables[name].clear()
         if "alarm_limit" in self._tables:
@@ -361,12 +364,14 @@ class LoadedProbes:
         global_words = self._percpu_words(self._tables["global_counters"], 0, _GLOBAL_WORDS)
         unknown = {key.value: value.value for key, value in self._tables["unknown_reason_pcs"].items()}
         addresses = self.read_p_addresses()
+        origins = {(key.gopc, key.startpc): value.value for key, value in self._tables["origins"].items()}
         return RawCounters(
             monotonic_ns=time.monotonic_ns(),
             per_p=per_p,
             globals=global_words,
             unknown_reason_pcs=unknown,
             p_addresses=addresses,
+            origins=origins,
         )
 
 

@@ -19,6 +19,8 @@ BPF_OFFSETS = {
     "g.m": "OFF_G_M",
     "g.waitreason": "OFF_G_WAITREASON",
     "g.goid": "OFF_G_GOID",
+    "g.gopc": "OFF_G_GOPC",
+    "g.startpc": "OFF_G_STARTPC",
     "m.p": "OFF_M_P",
     "m.id": "OFF_M_ID",
     "p.id": "OFF_P_ID",

@@ -27,6 +27,10 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("g.m", ("m",), 8),
     FieldSpec("g.goid", ("goid",), 8),
     FieldSpec("g.waitreason", ("waitreason",), 1),
+    # Where a goroutine came from: the `go` statement that created it (the PC after its call to
+    # newproc) and the function it runs.
+    FieldSpec("g.gopc", ("gopc",), 8),
+    FieldSpec("g.startpc", ("startpc",), 8),
     FieldSpec("m.g0", ("g0",), 8),
     FieldSpec("m.curg", ("curg",), 8),
     FieldSpec("m.p", ("p",), 8),

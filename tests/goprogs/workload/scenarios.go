@@ -148,7 +148,7 @@ func churn(milliseconds int) {
 		var wg sync.WaitGroup
 		wg.Add(100)
 		for i := 0; i < 100; i++ {
-			go func() {
+			go func() { // ORIGIN: churn's go statement (the tests find this line)
 				spin(200)
 				wg.Done()
 			}()
