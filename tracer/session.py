@@ -228,6 +228,8 @@ class LiveSource:
         self.collector.start(baseline if baseline is not None else self._read())
         self._p_addresses = self.runtime.p_addresses(self.probes.read_p_addresses())
         self._progress_at_start = self._progress()
+        # The first step's hits count from here, as its work does (PooledShares weighs the two).
+        self._step_group_hits = self.probes.read_group_hits()
         self.header = TraceHeader(
             pid=self.pid,
             binary=info.binary,
@@ -402,7 +404,10 @@ class LiveSource:
                 }
                 self._step_group_hits = group_hits
                 coverage = self._pooled.adjust(
-                    coverage, progress_between(previous_progress, progress), step_hits
+                    coverage,
+                    progress_between(previous_progress, progress),
+                    step_hits,
+                    self._coverage(previous_ns, raw.monotonic_ns),
                 )
             snapshot = self.collector.next(raw, coverage)
             self._runtime_ps = snapshot.runtime.gomaxprocs or self._runtime_ps

@@ -196,15 +196,24 @@ class PooledShares:
     step's scale comes instead from the last few steps pooled: hits per unit of work seen, over
     all of them, times this step's work."""
 
-    def __init__(self, steps: int = 4, min_seen: float = 50.0, min_fraction: float = 0.25) -> None:
+    def __init__(self, steps: int = 4, min_seen: float = 100.0, min_fraction: float = 0.25) -> None:
         self.steps = steps
         self.min_seen = min_seen  # time slices a window must see to stand alone
         self.min_fraction = min_fraction  # ... and this much of what recent windows saw
         self._history: dict[str, list[tuple[int, float]]] = {}  # group -> [(hits, seen work)]
 
-    def adjust(self, shares: Mapping[str, float], work: int, hits: Mapping[str, int]) -> dict[str, float]:
+    def adjust(
+        self,
+        shares: Mapping[str, float],
+        work: int,
+        hits: Mapping[str, int],
+        time_shares: Mapping[str, float] | None = None,
+    ) -> dict[str, float]:
         """`shares`: each group's share of the step's `work` (time slices) its windows saw;
-        `hits`: the group's hits in the step. The shares to scale by."""
+        `hits`: the group's hits in the step; `time_shares`: the share of the step's time each was
+        attached. The shares to scale by. A sliver with nothing to pool with yet (the first steps)
+        is scaled by its time share where that is larger: an estimate low by the probes' slowdown
+        rather than one many times too high."""
         adjusted = dict(shares)
         for group, share in shares.items():
             history = self._history.setdefault(group, [])
@@ -216,12 +225,14 @@ class PooledShares:
             typical = earlier[len(earlier) // 2] if earlier else 0.0
             history.append((hits.get(group, 0), seen))
             del history[: -self.steps]
-            if len(history) < 2 or seen >= max(self.min_seen, self.min_fraction * typical):
+            if seen >= max(self.min_seen, self.min_fraction * typical):
                 continue
             pooled_hits = sum(count for count, _ in history)
             pooled_seen = sum(seen_work for _, seen_work in history)
             step_hits = hits.get(group, 0)
-            if pooled_hits <= 0 or pooled_seen <= 0 or step_hits <= 0:
+            if len(history) < 2 or pooled_hits <= 0 or pooled_seen <= 0 or step_hits <= 0:
+                if time_shares is not None:
+                    adjusted[group] = max(share, min(1.0, time_shares.get(group, 0.0)))
                 continue
             adjusted[group] = min(1.0, step_hits / (pooled_hits / pooled_seen * work))
         return adjusted
