@@ -166,3 +166,32 @@ def test_active_findings_are_gauges_of_one() -> None:
         assert "go_sched_finding" not in _scrape(sink.port)
     finally:
         sink.stop()
+
+
+def test_goroutine_origins_are_a_bounded_set_of_counters() -> None:
+    """Exits by origin summed over the trace, the top ORIGIN_SERIES kept and the rest under
+    creator="other": the series never grow past that, whatever the target creates."""
+    from dataclasses import replace
+
+    from tracer.collect.snapshot import Origin
+    from tracer.sinks.prometheus import ORIGIN_SERIES
+
+    sink = PrometheusSink("127.0.0.1:0")
+    try:
+        sink.start(HEADER)
+        for index in range(1, 4):
+            many = tuple(
+                Origin(
+                    f"main.make{n}", "/src/main.go", 100 + n, f"main.run{n}", "/src/main.go", 200 + n, 1 + n
+                )
+                for n in range(30)
+            )
+            sink.update(replace(snapshot(index, 2), origins=many))
+        series = _scrape(sink.port)["go_sched_goroutine_exits_by_origin_total"]
+    finally:
+        sink.stop()
+    counts = {(sample.labels["creator"], sample.labels["line"]): sample.value for sample in series}
+    assert len(counts) == ORIGIN_SERIES + 1
+    assert counts[("main.make29", "129")] == 3 * 30  # the most frequent, summed over the trace
+    total = 3 * sum(1 + n for n in range(30))
+    assert sum(counts.values()) == total and ("other", "0") in counts

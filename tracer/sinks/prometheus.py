@@ -16,11 +16,22 @@ from collections.abc import Iterator
 from typing import Any
 
 from tracer.collect.cpu_share import recent_cpu_share
-from tracer.collect.snapshot import NO_P, P_STATUS_NAMES, PSample, Snapshot, TraceHeader
+from tracer.collect.snapshot import (
+    NO_P,
+    P_STATUS_NAMES,
+    Origin,
+    PSample,
+    Snapshot,
+    TraceHeader,
+    merge_origins,
+)
 from tracer.collect.summary import Summary
 from tracer.errors import EXIT_USAGE, TracerError
 from tracer.findings import LiveFindings
 
+# Goroutine origins served as series: few enough that a scrape stays small, enough to name the
+# creators that matter.
+ORIGIN_SERIES = 10
 DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
 CPU_SHARE_SECONDS = 10.0  # go_sched_mcall_cpu_ratio's window, as the live UI's
 
@@ -78,6 +89,9 @@ class PrometheusSink:
         self._tracer_cpu_seconds = 0.0
         self._recent: deque[Snapshot] = deque()  # for the CPU share over the last 10 s
         self._findings = LiveFindings(None)  # the live window's findings
+        # Goroutine exits by origin over the trace: a bounded set of series (the top
+        # ORIGIN_SERIES, the rest under creator="other"), so that cardinality stays fixed.
+        self._origins: tuple[Origin, ...] = ()
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         try:
@@ -104,6 +118,7 @@ class PrometheusSink:
             # enough intervals to cover the window, however short the interval
             self._recent = deque(maxlen=math.ceil(CPU_SHARE_SECONDS / header.interval) + 1)
             self._findings = LiveFindings(header)
+            self._origins = ()
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -115,6 +130,8 @@ class PrometheusSink:
             if snapshot.cost.tracer_cpu_fraction is not None:
                 self._tracer_cpu_seconds += snapshot.cost.tracer_cpu_fraction * snapshot.duration
             self._findings.update(snapshot)
+            if snapshot.origins:
+                self._origins = merge_origins([*self._origins, *snapshot.origins], ORIGIN_SERIES)
 
     def finish(self, summary: Summary, reason: str) -> None:
         pass  # the totals stay served until stop(): a last scrape sees the whole trace
@@ -177,6 +194,7 @@ class PrometheusSink:
             recent = list(self._recent)
             tracer_cpu_seconds = self._tracer_cpu_seconds
             findings = list(self._findings.current)
+            origins = self._origins
         if not labels:
             return
         base = list(labels)
@@ -190,6 +208,24 @@ class PrometheusSink:
         for finding in findings:
             active.add_metric([*base_values, finding.id, finding.severity], 1.0)
         yield active
+        created = CounterMetricFamily(
+            "go_sched_goroutine_exits_by_origin",
+            "Goroutine exits by the go statement that created them and the function they ran "
+            f'(the top {ORIGIN_SERIES} of the trace; the rest under creator="other").',
+            labels=[*base, "creator", "file", "line", "function"],
+        )
+        for origin in origins:
+            created.add_metric(
+                [
+                    *base_values,
+                    origin.creator,
+                    origin.creator_file,
+                    str(origin.creator_line),
+                    origin.function,
+                ],
+                origin.exits,
+            )
+        yield created
 
         mcalls = CounterMetricFamily(
             "go_sched_mcalls",
