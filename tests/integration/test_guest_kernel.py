@@ -159,9 +159,9 @@ def test_the_budget_holds_on_6_1_with_perf_event_windows(guest: GuestRun) -> Non
     assert all(share <= 1.25 * 0.02 for share in shares), shares
     assert summary["cost"]["share_of_target"] <= 1.25 * 0.02, summary["cost"]
     exits = summary["totals"]["mcall_by_reason"].get("goexit0", 0)
-    # The goal is within 10%. Under TCG, 3 runs after the sliver and grace-period fixes read 0.90,
-    # 0.91 and 0.97 of the truth (before them 0.73-1.43, and once 2.02): held here with room for
-    # TCG's timing, which a loaded host stretches further.
+    # The goal is within 10%. Under TCG, 5 runs after the sliver and grace-period fixes read 0.90,
+    # 0.91, 0.97, 0.78 and 0.97 of the truth (before them 0.73-1.43, and once 2.02): held here with
+    # room for TCG's timing, which a loaded host stretches further; the 10% goal is not met yet.
     assert 0.7 * started <= exits <= 1.4 * started, (exits, started, summary["sampled"])
 
 
