@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tracer.collect.history import latest_covering
 from tracer.collect.snapshot import CPU_UNDER_MCALL, PSample, Snapshot
 
 # Parts of the time under mcall, as the UI and reports name them (keys: CPU_UNDER_MCALL).
@@ -60,13 +61,8 @@ def snapshot_cpu_share(snapshot: Snapshot, sample_hz: int = 0) -> CpuShare:
 def recent_cpu_share(snapshots: Sequence[Snapshot], sample_hz: int, seconds: float = 10.0) -> CpuShare:
     """Over the latest snapshots covering about `seconds`: at 99 Hz one busy core gives about 100
     samples a second, too few for a steady share in one interval."""
-    chosen: list[Snapshot] = []
-    covered = 0.0
-    for snapshot in reversed(snapshots):
-        if chosen and covered >= seconds:
-            break
-        chosen.append(snapshot)
-        covered += snapshot.duration
+    chosen = latest_covering(snapshots, seconds)
+    covered = sum(snapshot.duration for snapshot in chosen)
     return cpu_share(
         (sample for snapshot in chosen for sample in (*snapshot.per_p, snapshot.no_p)), sample_hz, covered
     )

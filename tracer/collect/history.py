@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from tracer.collect.snapshot import Snapshot
 
@@ -23,3 +24,16 @@ class History:
         for snapshot in self.snapshots:
             ids.update(sample.p for sample in snapshot.per_p)
         return sorted(ids)
+
+
+def latest_covering(snapshots: Sequence[Snapshot], seconds: float) -> list[Snapshot]:
+    """The latest snapshots covering about `seconds` (at least one), oldest first: the window
+    of the CPU share and of the live findings."""
+    chosen: list[Snapshot] = []
+    covered = 0.0
+    for snapshot in reversed(snapshots):
+        if chosen and covered >= seconds:
+            break
+        chosen.append(snapshot)
+        covered += snapshot.duration
+    return chosen[::-1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from tracer.collect.history import latest_covering
 from tracer.collect.snapshot import Snapshot, TraceHeader
 from tracer.findings.evidence import Evidence
 from tracer.findings.model import Finding, Site
@@ -55,6 +56,13 @@ def _go_minor(version: str) -> int | None:
 
 def _enough(evidence: Evidence, count: float) -> bool:
     return evidence.seconds >= MIN_SECONDS and count >= MIN_EVENTS
+
+
+def _reason_rate(evidence: Evidence, threshold: float, *reasons: str) -> float | None:
+    """These mcall reasons' rate, when there is evidence enough and it reaches `threshold`."""
+    count = evidence.reason_count(*reasons)
+    rate = evidence.rate(count)
+    return rate if _enough(evidence, count) and rate >= threshold else None
 
 
 def _estimate_note(evidence: Evidence, group: str) -> dict[str, bool]:
@@ -163,9 +171,8 @@ def spinning(evidence: Evidence) -> Finding | None:
 
 
 def goroutine_churn(evidence: Evidence) -> Finding | None:
-    exits = evidence.reason_count("goexit0")
-    rate = evidence.rate(exits)
-    if not _enough(evidence, exits) or rate < CHURN_EXITS_PER_SECOND:
+    rate = _reason_rate(evidence, CHURN_EXITS_PER_SECOND, "goexit0")
+    if rate is None:
         return None
     creators = _top_creators(evidence)
     where = (
@@ -201,9 +208,8 @@ def _top_creators(evidence: Evidence) -> list[Site]:
 
 
 def blocking_handoffs(evidence: Evidence) -> Finding | None:
-    parks = evidence.reason_count("park_m")
-    rate = evidence.rate(parks)
-    if not _enough(evidence, parks) or rate < HANDOFF_PARKS_PER_SECOND:
+    rate = _reason_rate(evidence, HANDOFF_PARKS_PER_SECOND, "park_m")
+    if rate is None:
         return None
     return Finding(
         id="blocking-handoffs",
@@ -217,9 +223,8 @@ def blocking_handoffs(evidence: Evidence) -> Finding | None:
 
 
 def syscall_handoffs(evidence: Evidence) -> Finding | None:
-    handoffs = evidence.reason_count("exitsyscall0")
-    rate = evidence.rate(handoffs)
-    if not _enough(evidence, handoffs) or rate < SYSCALL_HANDOFFS_PER_SECOND:
+    rate = _reason_rate(evidence, SYSCALL_HANDOFFS_PER_SECOND, "exitsyscall0")
+    if rate is None:
         return None
     return Finding(
         id="syscall-handoffs",
@@ -232,11 +237,8 @@ def syscall_handoffs(evidence: Evidence) -> Finding | None:
 
 
 def preemption(evidence: Evidence) -> Finding | None:
-    preempted = sum(
-        evidence.totals.mcall_by_reason.get(reason, 0) for reason in ("gopreempt_m", "preemptPark")
-    )
-    rate = evidence.rate(preempted)
-    if not _enough(evidence, preempted) or rate < PREEMPTIONS_PER_SECOND:
+    rate = _reason_rate(evidence, PREEMPTIONS_PER_SECOND, "gopreempt_m", "preemptPark")
+    if rate is None:
         return None
     return Finding(
         id="preemption",
@@ -359,18 +361,6 @@ def find(snapshots: Sequence[Snapshot], header: TraceHeader | None = None) -> li
     return evaluate(Evidence.of(snapshots, header))
 
 
-def recent(snapshots: Sequence[Snapshot], seconds: float = WINDOW_SECONDS) -> list[Snapshot]:
-    """The latest snapshots covering about `seconds`: the live findings' window."""
-    chosen: list[Snapshot] = []
-    covered = 0.0
-    for snapshot in reversed(snapshots):
-        if chosen and covered >= seconds:
-            break
-        chosen.append(snapshot)
-        covered += snapshot.duration
-    return chosen[::-1]
-
-
 class LiveFindings:
     """The findings of the last WINDOW_SECONDS of a trace as it goes; says when they change (by
     id and severity: the numbers in them move every interval)."""
@@ -383,7 +373,7 @@ class LiveFindings:
 
     def update(self, snapshot: Snapshot) -> list[Finding] | None:
         """The new findings if they changed with this snapshot, else None."""
-        self.window = recent([*self.window, snapshot], self.seconds)
+        self.window = latest_covering([*self.window, snapshot], self.seconds)
         found = find(self.window, self.header)
         changed = [(item.id, item.severity) for item in found] != [
             (item.id, item.severity) for item in self.current

@@ -28,10 +28,10 @@ from rich.text import Text
 
 from tracer.collect.changes import GomaxprocsChange, gomaxprocs_changes
 from tracer.collect.cpu_share import PART_LABELS, recent_cpu_share
-from tracer.collect.history import History
+from tracer.collect.history import History, latest_covering
 from tracer.collect.metrics import METRICS, Metric
 from tracer.collect.snapshot import PSample, Snapshot, TraceHeader
-from tracer.findings.rules import find, recent
+from tracer.findings.rules import WINDOW_SECONDS, find
 from tracer.views.units import ESTIMATE_MARK, percent, shorten_middle, si
 
 SHADES = " ░▒▓█"
@@ -618,7 +618,7 @@ FINDING_STYLES = {"critical": "bold red", "warning": "bold yellow", "info": "cya
 def findings_lines(header: TraceHeader, history: History, width: int, max_lines: int) -> list[Text]:
     """The top findings of the last WINDOW_SECONDS, one line each (what it is, what it explains;
     `report` and --json carry the evidence and the fix)."""
-    found = find(recent(list(history.snapshots)), header)
+    found = find(latest_covering(history.snapshots, WINDOW_SECONDS), header)
     if not found:
         return [Text.assemble(("findings ", "bold"), ("none", "dim"))] if history.latest else []
     lines = []
