@@ -417,8 +417,9 @@ def test_goroutine_origins_name_the_go_statement(go_programs: GoPrograms, versio
             key = (origin["creator"], origin["creator_file"], origin["creator_line"], origin["function"])
             totals[key] += origin["exits"]
     (creator, file, line, function), exits = totals.most_common(1)[0]
-    assert (creator, Path(file).name, line) == ("main.churn", "scenarios.go", marked), totals.most_common(3)
-    assert function == "main.churn.func1"
+    where = (creator, Path(file).name, line)
+    assert where == ("main.churnFor", "scenarios.go", marked), totals.most_common(3)
+    assert function == "main.churnFor.func1"
     assert exits == started
     # The summary's findings name the same line where the churn is fast enough to be one.
     churn = [finding for finding in summary["findings"] if finding["id"] == "goroutine-churn"]

@@ -65,6 +65,14 @@ HEALTHY = PSample(
     cpu_samples=cpu(schedule=2, findrunnable=1),
 )
 HEADER_99 = replace(HEADER, cpu_sample_hz=100, go_version="go1.24.11")
+# The demo's P: 94% of its steal attempts fail, and findRunnable and stealWork take 30% of the CPU.
+SPINNER = replace(
+    HEALTHY,
+    steal_attempts=40_000,
+    steal_failures=37_600,
+    steal_successes=2_400,
+    cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
+)
 
 
 def ids(snapshots: list[Snapshot]) -> list[str]:
@@ -83,13 +91,7 @@ def test_too_little_trace_says_nothing() -> None:
 
 def test_gomaxprocs_over_cpus_the_demo_case() -> None:
     """The demo: 4 Ps on 2 CPUs at 94% steal failure: idle Ps spin stealing from each other."""
-    spinner = replace(
-        HEALTHY,
-        steal_attempts=40_000,
-        steal_failures=37_600,
-        steal_successes=2_400,
-        cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
-    )
+    spinner = SPINNER
     found = find(trace(per_p=(spinner,), gomaxprocs=4, idle_ps=2), HEADER_99)
     by_id = {finding.id: finding for finding in found}
     assert set(by_id) == {"gomaxprocs-over-cpus", "spinning"}

@@ -133,23 +133,22 @@ def open_elf(data: bytes) -> Iterator[ELFFile]:
 
 def check_inspect(path: Path) -> str | None:
     """None when inspecting `path` ends as it should; else what went wrong."""
-    try:
-        with time_limit(CASE_SECONDS):
+    backstop: list[BaseException] = []
+
+    def inspect() -> None:
+        try:
             json.dumps(inspect_target(path=str(path)).to_json())
-    except TracerError as err:
-        if err.exit_code != EXIT_UNSUPPORTED:
-            return f"exit code {err.exit_code}: {err.message}"
-        if "\n" in err.message or str(path) not in err.message:
-            return f"not one line naming the file: {err.message!r}"
-        if err.__cause__ is not None:
-            # inspect_target's last-resort guard turned a parser exception into the error: the
-            # user sees the right line, but the check that should have caught it is missing.
-            return f"reached the backstop, unchecked {type(err.__cause__).__name__}: {err.__cause__}"
-    except CaseTimeout as err:
-        return f"hang: {err}"
-    except Exception as err:  # any other exception is the bug this test looks for
-        return f"{type(err).__name__}: {err}"
-    return None
+        except TracerError as err:
+            if err.__cause__ is not None:
+                backstop.append(err.__cause__)
+            raise
+
+    problem = check_outcome(path, inspect, EXIT_UNSUPPORTED)
+    if problem is None and backstop:
+        # inspect_target's last-resort guard turned a parser exception into the error: the user
+        # sees the right line, but the check that should have caught it is missing.
+        return f"reached the backstop, unchecked {type(backstop[0]).__name__}: {backstop[0]}"
+    return problem
 
 
 def fuzz(
@@ -380,12 +379,14 @@ def mutate_records(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     return join_records(prefix, records, finish=rng.random() < 0.8), f"record {index}: {choice}"
 
 
-def check_read(path: Path) -> str | None:
+def check_outcome(path: Path, run: Callable[[], object], exit_code: int) -> str | None:
+    """None when `run` ends as it should on the mutated file `path`: clean, or one line naming
+    the file with `exit_code`; else what went wrong."""
     try:
         with time_limit(CASE_SECONDS):
-            read_recording(path)
+            run()
     except TracerError as err:
-        if err.exit_code != EXIT_BAD_FILE:
+        if err.exit_code != exit_code:
             return f"exit code {err.exit_code}: {err.message}"
         if "\n" in err.message or str(path) not in err.message:
             return f"not one line naming the file: {err.message!r}"
@@ -396,6 +397,10 @@ def check_read(path: Path) -> str | None:
     return None
 
 
+def check_read(path: Path) -> str | None:
+    return check_outcome(path, lambda: read_recording(path), EXIT_BAD_FILE)
+
+
 def check_report(path: Path) -> str | None:
     """As `mcalltrace report` and `export` do: read, then report and export under the CLI's guard
     for values of the wrong kind."""
@@ -403,20 +408,13 @@ def check_report(path: Path) -> str | None:
     from tracer.export import to_chrome
     from tracer.report import report_data
 
-    try:
-        with time_limit(CASE_SECONDS):
-            recording = read_recording(path)
-            with _record_values(path):
-                report_data(recording)
-                to_chrome(recording)
-    except TracerError as err:
-        if err.exit_code != EXIT_BAD_FILE or "\n" in err.message:
-            return f"exit code {err.exit_code}: {err.message!r}"
-    except CaseTimeout as err:
-        return f"hang: {err}"
-    except Exception as err:  # any other exception is the bug this test looks for
-        return f"{type(err).__name__}: {err}"
-    return None
+    def report_and_export() -> None:
+        recording = read_recording(path)
+        with _record_values(path):
+            report_data(recording)
+            to_chrome(recording)
+
+    return check_outcome(path, report_and_export, EXIT_BAD_FILE)
 
 
 @pytest.fixture(scope="module")

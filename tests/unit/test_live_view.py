@@ -372,15 +372,9 @@ def test_the_findings_panel_and_a_gomaxprocs_change_show() -> None:
     """The demo's case on screen: GOMAXPROCS raised from 2 to 4 on 2 CPUs, idle Ps spinning."""
     from dataclasses import replace
 
-    from tests.unit.test_findings import HEADER_99, HEALTHY, cpu, trace
+    from tests.unit.test_findings import HEADER_99, HEALTHY, SPINNER, trace
 
-    spinner = replace(
-        HEALTHY,
-        steal_attempts=40_000,
-        steal_failures=37_600,
-        steal_successes=2_400,
-        cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
-    )
+    spinner = SPINNER
     history = History()
     for snapshot in trace(per_p=(HEALTHY,), gomaxprocs=2)[:3] + trace(per_p=(spinner,), gomaxprocs=4):
         history.add(

@@ -142,15 +142,9 @@ def test_active_findings_are_gauges_of_one() -> None:
     when the finding does."""
     from dataclasses import replace
 
-    from tests.unit.test_findings import HEADER_99, HEALTHY, cpu, trace
+    from tests.unit.test_findings import HEADER_99, HEALTHY, SPINNER, trace
 
-    spinner = replace(
-        HEALTHY,
-        steal_attempts=40_000,
-        steal_failures=37_600,
-        steal_successes=2_400,
-        cpu_samples=cpu(findrunnable=20, stealwork=25, schedule=5),
-    )
+    spinner = SPINNER
     sink = PrometheusSink("127.0.0.1:0")
     try:
         sink.start(HEADER_99)

@@ -145,14 +145,20 @@ def _join(mount: str, path: str) -> str:
     return os.path.join(mount, path.lstrip("/"))
 
 
-def cpu_limit(pid: int, root: str = "/") -> CpuLimit | None:
+def cgroup_mounts(root: str = "/") -> CgroupMounts | None:
+    """Where this host mounts the cgroup hierarchies (as the tracer sees them)."""
+    text = _read(_join(root, "proc/self/mountinfo"))
+    return parse_mountinfo(text) if text is not None else None
+
+
+def cpu_limit(pid: int, root: str = "/", mounts: CgroupMounts | None = None) -> CpuLimit | None:
     """The target's effective CPU limit, or None if its cgroup cannot be read (gone, or no cpu
-    controller mounted)."""
+    controller mounted). `mounts`: from cgroup_mounts, for a caller that asks every interval."""
     membership_text = _read(_join(root, f"proc/{pid}/cgroup"))
-    mounts_text = _read(_join(root, "proc/self/mountinfo"))
-    if membership_text is None or mounts_text is None:
+    mounts = mounts or cgroup_mounts(root)
+    if membership_text is None or mounts is None:
         return None
-    membership, mounts = parse_proc_cgroup(membership_text), parse_mountinfo(mounts_text)
+    membership = parse_proc_cgroup(membership_text)
     if mounts.v1_cpu is not None and membership.v1_cpu_path is not None:
         mount, path, version = _join(root, mounts.v1_cpu), membership.v1_cpu_path, 1
     elif mounts.v2 is not None and membership.v2_path is not None:

@@ -142,21 +142,7 @@ func busy() {
 // any overhead budget) and prints how many it started.
 func churn(milliseconds int) {
 	waitForGo()
-	deadline := time.Now().Add(time.Duration(milliseconds) * time.Millisecond)
-	started := 0
-	for time.Now().Before(deadline) {
-		var wg sync.WaitGroup
-		wg.Add(100)
-		for i := 0; i < 100; i++ {
-			go func() { // ORIGIN: churn's go statement (the tests find this line)
-				spin(200)
-				wg.Done()
-			}()
-		}
-		started += 100
-		wg.Wait()
-	}
-	fmt.Println("STARTED", started)
+	fmt.Println("STARTED", churnFor(milliseconds))
 	done()
 }
 
@@ -201,7 +187,7 @@ func churnFor(milliseconds int) int {
 		var wg sync.WaitGroup
 		wg.Add(100)
 		for i := 0; i < 100; i++ {
-			go func() {
+			go func() { // ORIGIN: churn's go statement (the tests find this line)
 				spin(200)
 				wg.Done()
 			}()
