@@ -130,3 +130,25 @@ def test_v1_cpu_controller_wins_on_a_hybrid_host(tmp_path: Path) -> None:
     limit = cpu_limit(42, str(tmp_path))
     assert limit is not None and limit.cores == 0.5 and limit.version == 1
     assert cpu_limit(7, str(tmp_path)) is None  # no such process
+
+
+def test_an_exited_target_has_no_limits_rather_than_the_hosts(tmp_path: Path) -> None:
+    """A zombie reads as in the root cgroup; its limits are unknown, not the root's."""
+    from tracer.collect.limits import LimitsReader
+    from tracer.collect.snapshot import Limits
+
+    _tree(
+        tmp_path,
+        HYBRID_MOUNTINFO,
+        HYBRID_CGROUP,
+        {
+            "/sys/fs/cgroup/cpu/mcalltrace-test/cpu.cfs_quota_us": "50000\n",
+            "/sys/fs/cgroup/cpu/mcalltrace-test/cpu.cfs_period_us": "100000\n",
+        },
+    )
+    stat = tmp_path / "proc/42/stat"
+    stat.write_text("42 (workload) S 1 42 42 0 -1\n")
+    reader = LimitsReader(42, str(tmp_path))
+    assert reader.read().cpu_limit == 0.5
+    stat.write_text("42 (workload) Z 1 42 42 0 -1\n")
+    assert reader.read() == Limits()

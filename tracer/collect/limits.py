@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tracer.collect.snapshot import Limits
-from tracer.target.cgroup import CpuStat, cpu_limit, cpu_stat
+from tracer.target.cgroup import CpuStat, cgroup_mounts, cpu_limit, cpu_stat
 
 
 class LimitsReader:
@@ -14,13 +14,26 @@ class LimitsReader:
         self.pid = pid
         self.root = root
         self._previous: tuple[str, CpuStat] | None = None  # (cgroup, its cpu.stat) at the last read
+        self._mounts = cgroup_mounts(root)  # read once: the hierarchies stay where they are mounted
+
+    def _exited(self) -> bool:
+        """Gone, or a zombie: an exited process reads as in the root cgroup (the kernel moved it
+        out) while its affinity still reads, so its limits would come out as the host's."""
+        try:
+            with open(os.path.join(self.root, f"proc/{self.pid}/stat")) as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("Z", "X")
 
     def read(self) -> Limits:
+        if self._exited():
+            return Limits()
         try:
             cpus: int | None = len(os.sched_getaffinity(self.pid))
         except OSError:  # gone, or not ours to ask
             cpus = None
-        limit = cpu_limit(self.pid, self.root)
+        limit = cpu_limit(self.pid, self.root, self._mounts)
         if limit is None:
             return Limits(cpus=cpus)
         stat = cpu_stat(limit)
