@@ -36,6 +36,19 @@ struct mct_origin_key {
     __u64 startpc;
 };
 
+/* Where goroutines leave their thread, for every mcall reason but goexit0 (whose goroutines are
+ * counted by origin): the mcall's caller and the frames above it, by a bounded frame-pointer walk
+ * from mcall's entry, with the park's wait reason and the goroutine's start function. User space
+ * names the first frame in the program's own code. Bounded like the origins (sites_dropped). */
+#define MCT_SITES 4096
+#define MCT_SITE_DEPTH 10 /* deep enough for conn.Read: gopark, netpollblock, ..., net.(*conn).Read */
+struct mct_site_key {
+    __u32 reason;      /* mcall reason slot */
+    __u32 wait_reason; /* g.waitreason for park_m, else 0 */
+    __u64 startpc;     /* the goroutine's start function */
+    __u64 pcs[MCT_SITE_DEPTH]; /* return addresses, innermost first; 0 past the walk's end */
+};
+
 #define MCT_WAIT_REASONS 64
 #define MCT_HIST_BUCKETS 32 /* log2 of nanoseconds */
 
@@ -65,6 +78,7 @@ struct mct_global_counters {
     __u64 unknown_reasons;                /* mcall fn PCs not in the reason table */
     __u64 events_dropped;                 /* detail events lost to a full ring buffer */
     __u64 origins_dropped;                /* goroutine exits whose origin found no room */
+    __u64 sites_dropped;                  /* mcalls whose site found no room */
 };
 
 /* Probe groups: the probes the overhead budget attaches and detaches together. findRunnable's

@@ -8,6 +8,7 @@
  *   OFF_<STRUCT>_<FIELD>  runtime struct offsets (from DWARF or the shipped table)
  *   MCT_MAX_P, MCT_MAX_M  map sizes
  *   GOGO_G_IN_DX          1 when gogo's probe site is past `MOVQ gobuf_g(BX), DX`
+ *   MCALL_SP_DELTA        SP at mcall's probe site minus SP at its entry (0 or negative)
  *
  * The current g is R14 under Go's register ABI; its P is g.m.p. Aggregation is in per-CPU
  * arrays indexed by P id. A uprobe handler cannot migrate but can be preempted (the kernel runs
@@ -18,6 +19,10 @@
 #include <uapi/linux/ptrace.h>
 
 #include "mcalltrace.h"
+
+#ifndef MCALL_SP_DELTA
+#define MCALL_SP_DELTA 0
+#endif
 
 #define ADD(field, amount) __sync_fetch_and_add(&(field), (amount))
 #define INC(field) ADD(field, 1)
@@ -38,6 +43,8 @@ BPF_HASH(thread_m, u32, u32, 16384);
 BPF_HASH(unknown_reason_pcs, u64, u64, 256);
 /* Goroutine exits by origin (see mcalltrace.h); cumulative, read and diffed by user space. */
 BPF_HASH(origins, struct mct_origin_key, u64, MCT_ORIGINS);
+/* mcalls by site (see mcalltrace.h); cumulative, read and diffed by user space. */
+BPF_HASH(sites, struct mct_site_key, u64, MCT_SITES);
 /* Event-level detail: on only while a capture window is open (one array lookup otherwise). */
 BPF_ARRAY(detail_enabled, u32, 1);
 BPF_PERCPU_ARRAY(group_hits, struct mct_group_hits, 1);
@@ -198,6 +205,41 @@ static __always_inline u32 log2_bucket(u64 value)
     return bucket < MCT_HIST_BUCKETS ? bucket : MCT_HIST_BUCKETS - 1;
 }
 
+/* Where the goroutine giving up its thread is: mcall's return address (at its entry's SP), then
+ * the frame-pointer chain from BP, which at mcall's probe site is still its caller's (the probe
+ * site comes before mcall touches BP). Frames sit at ever higher addresses on a goroutine's
+ * stack; the walk stops at the first link that does not, or that cannot be read. */
+static __always_inline void count_site(struct pt_regs *ctx, u32 reason, u32 wait_reason)
+{
+    struct mct_site_key key = {};
+    key.reason = reason;
+    key.wait_reason = wait_reason;
+    key.startpc = read_u64(ctx->r14 + OFF_G_STARTPC);
+    key.pcs[0] = read_u64(ctx->sp - (MCALL_SP_DELTA));
+    u64 fp = ctx->bp;
+#pragma unroll
+    for (int i = 1; i < MCT_SITE_DEPTH; i++) {
+        u64 frame[2] = {}; /* saved BP, return address */
+        if (!fp || bpf_probe_read_user(frame, sizeof(frame), (void *)fp) != 0 || !frame[1])
+            break;
+        key.pcs[i] = frame[1];
+        if (frame[0] <= fp)
+            break;
+        fp = frame[0];
+    }
+    u64 *count = sites.lookup(&key);
+    if (count) {
+        __sync_fetch_and_add(count, 1);
+        return;
+    }
+    u64 one = 1;
+    if (sites.update(&key, &one) != 0) {
+        struct mct_global_counters *g = globals();
+        if (g)
+            INC(g->sites_dropped);
+    }
+}
+
 /* runtime.mcall(fn func(*g)): RAX is the funcval, R14 the goroutine giving up its M. */
 int on_mcall(struct pt_regs *ctx)
 {
@@ -259,13 +301,16 @@ int on_mcall(struct pt_regs *ctx)
         }
     }
 
+    u8 wait_reason = 0;
     if (reason == MCT_REASON_PARK) {
         struct mct_global_counters *g = globals();
-        u8 wait_reason = 0;
         bpf_probe_read_user(&wait_reason, sizeof(wait_reason), (void *)(ctx->r14 + OFF_G_WAITREASON));
+        wait_reason &= MCT_WAIT_REASONS - 1;
         if (g)
-            INC(g->wait_reasons[wait_reason & (MCT_WAIT_REASONS - 1)]);
+            INC(g->wait_reasons[wait_reason]);
     }
+    if (reason != MCT_REASON_GOEXIT && reason != MCT_REASON_OTHER)
+        count_site(ctx, reason, wait_reason);
     return 0;
 }
 

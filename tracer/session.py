@@ -408,6 +408,9 @@ class LiveSource:
                     progress_between(previous_progress, progress),
                     step_hits,
                     self._coverage(previous_ns, raw.monotonic_ns),
+                    {group: self.controller.slowdown(group) for group in coverage}
+                    if self.controller is not None
+                    else None,
                 )
             snapshot = self.collector.next(raw, coverage)
             self._runtime_ps = snapshot.runtime.gomaxprocs or self._runtime_ps

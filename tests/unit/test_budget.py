@@ -388,3 +388,37 @@ def test_a_sliver_of_a_window_is_scaled_from_the_steps_before_it() -> None:
     # An exact group is left alone and its pool starts over.
     assert pool.adjust({"mcall": 1.0}, 100_000, {"mcall": 50}) == {"mcall": 1.0}
     assert pool.adjust({"mcall": 10 / 100_000}, 100_000, {"mcall": 30}) == {"mcall": 10 / 100_000}
+
+
+def test_a_window_that_saw_no_time_slices_is_bounded_by_its_time_share() -> None:
+    """A channel ping-pong hands its time slice over (runnext): windows attached for 3% of each
+    step saw 5 000 hits and 20 of the step's 200 000 time slices, so scaled by slices (alone or
+    pooled) each step would read 10 000x its hits, 50M where the truth is near 170 000. Its time
+    share, less the probes' slowdown while attached, bounds the work it saw from below."""
+    pool = PooledShares()
+    step = ({"mcall": 1e-4}, 200_000, {"mcall": 5_000}, {"mcall": 0.03}, {"mcall": 1.5})
+    assert pool.adjust(*step) == {"mcall": 0.03}  # nothing to pool with: by time, as before
+    for _ in range(3):
+        assert pool.adjust(*step) == {"mcall": pytest.approx(0.02)}
+    assert pool.adjust({"mcall": 1e-4}, 200_000, {"mcall": 5_000}) == {"mcall": pytest.approx(1e-4)}
+    # Where slices do measure the work, they decide (the floor is below them).
+    assert pool.adjust({"mcall": 0.05}, 200_000, {"mcall": 5_000}, {"mcall": 0.03}, {"mcall": 1.5}) == {
+        "mcall": 0.05
+    }
+
+
+def test_the_slowdown_while_attached_comes_from_the_groups_cost() -> None:
+    controller = BudgetController(0.02, {"mcall": 1e-6}, ("mcall",), 1.0)
+    assert controller.slowdown("mcall") == 1.0  # nothing measured yet
+    controller.observe(
+        StepMeasurement(
+            duration=1.0,
+            probe_hits={"mcall": 300_000},
+            attached_seconds={"mcall": 1.0},
+            target_cpu_fraction=1.3,
+            probe_cpu_fraction=0.3,
+        )
+    )
+    assert controller.slowdown("mcall") == pytest.approx(1.3)
+    controller.full_cost["mcall"] = 50.0
+    assert controller.slowdown("mcall") == 10.0

@@ -15,7 +15,7 @@ from tracer.collect.collector import (
 from tracer.collect.snapshot import NO_P, TOP_ORIGINS, PSample
 from tracer.collect.summary import Summary
 from tracer.probes import layout
-from tracer.probes.loader import RawCounters
+from tracer.probes.loader import RawCounters, RawSiteKey
 from tracer.probes.plan import Probe, ProbePlan
 
 MAX_P = 4
@@ -198,3 +198,41 @@ def test_goroutine_origins_are_the_intervals_top_creators_named_by_line() -> Non
     again = collector.next(replace(_raw(2_000_000_000, {}), origins={**origins, (0x1005, 0x2000): 1_200}))
     assert [origin.exits for origin in again.origins] == [100]
     assert asked.count(0x1004) == 1
+
+
+def test_mcall_sites_name_the_programs_frame_with_the_wait_reason() -> None:
+    """Site keys between two reads, named by the first frame of the program's own (each return
+    address read at pc - 1), keys that name the same code summed, scaled when mcall is sampled."""
+    goroot = "/go/src/"
+    lines = {
+        0x100: ("runtime.gopark", goroot + "runtime/proc.go", 400),
+        0x200: ("runtime.chanrecv1", goroot + "runtime/chan.go", 440),
+        0x300: ("main.consumer", "/src/main.go", 17),
+        0x400: ("main.main.func1", "/src/main.go", 39),
+        0x500: ("main.consumer", "/src/main.go", 16),  # the goroutine's start function
+        0x600: ("sync.(*Mutex).lockSlow", goroot + "sync/mutex.go", 170),
+    }
+    collector = Collector(_plan(), lambda pc: None, None, line_of_pc=lambda pc: lines.get(pc))
+    receive = RawSiteKey(0, 2, 0x500, (0x101, 0x201, 0x301, 0x401))
+    # The same receive reached from another caller: the same site.
+    receive_elsewhere = RawSiteKey(0, 2, 0x500, (0x101, 0x201, 0x301, 0x9999))
+    lock = RawSiteKey(0, 1, 0x500, (0x101, 0x601, 0x301))
+    collector.start(replace(_raw(0, {}), sites={receive: 10}))
+    later = replace(_raw(1_000_000_000, {}), sites={receive: 110, receive_elsewhere: 50, lock: 5})
+    snapshot = collector.next(later, {"mcall": 0.5})
+    first, second = snapshot.sites
+    assert (first.reason, first.wait_reason, first.function, first.line, first.via, first.count) == (
+        "park_m",
+        "chan receive",
+        "main.consumer",
+        17,
+        "",
+        300,  # 100 + 50 seen, mcall attached half the time
+    )
+    assert (first.goroutine, first.goroutine_line) == ("main.consumer", 16)
+    assert (second.wait_reason, second.function, second.via, second.count) == (
+        "GC assist marking",
+        "main.consumer",
+        "sync.(*Mutex).lockSlow",
+        10,
+    )

@@ -244,3 +244,46 @@ def test_churn_names_the_go_statements_behind_it() -> None:
         Site("main.tick", "/srv/tick.go", 12, 9_000.0),
     )
     assert "Most are created at main.accept (/srv/server.go:88)." in finding.fix
+
+
+def test_parks_syscalls_and_preemptions_name_their_code() -> None:
+    """Each finding over mcall sites names the code with most of its events: blocking handoffs
+    by the blocked line (timer and poller waits left to their own rules), timers by the sleeping
+    line, syscall handoffs by the calling line, preemptions by the goroutine's function."""
+    from tracer.collect.snapshot import McallSite
+    from tracer.findings.model import Site
+
+    def site(reason: str, wait: str, function: str, line: int, count: int, via: str = "") -> McallSite:
+        return McallSite(
+            reason, wait, function, "/srv/app.go", line, via, "main.worker", "/srv/app.go", 5, count
+        )
+
+    sites = (
+        site("park_m", "chan receive", "main.consume", 17, 30_000),
+        site("park_m", "sync.Mutex.Lock", "main.store", 60, 8_000, via="sync.(*Mutex).lockSlow"),
+        site("park_m", "sleep", "main.poll", 80, 9_000),
+        site("exitsyscall0", "", "main.readAll", 90, 7_000),
+        site("asyncPreempt2.func1", "", "main.crunch", 101, 1_500),
+        site("park_m", "chan receive", "?", 0, 90_000),  # the walk found no frame: never a site
+    )
+    busy = replace(
+        HEALTHY,
+        mcall_by_reason={"park_m": 47_000, "exitsyscall0": 7_000, "asyncPreempt2.func1": 1_500},
+        cpu_samples=cpu(schedule=30),
+    )
+    snapshots = [
+        replace(snapshot, sites=sites)
+        for snapshot in trace(per_p=(busy,), waits={"chan receive": 30_000, "sleep": 9_000})
+    ]
+    found = {finding.id: finding for finding in find(snapshots, HEADER_99)}
+    assert found["blocking-handoffs"].sites == (
+        Site("main.consume", "/srv/app.go", 17, 30_000.0, "chan receive"),
+        Site("main.store", "/srv/app.go", 60, 8_000.0, "sync.Mutex.Lock in sync.(*Mutex).lockSlow"),
+    )
+    assert "Most at main.consume (/srv/app.go:17)." in found["blocking-handoffs"].fix
+    assert found["timers"].sites == (Site("main.poll", "/srv/app.go", 80, 9_000.0, "sleep"),)
+    assert found["syscall-handoffs"].sites == (
+        Site("main.readAll", "/srv/app.go", 90, 7_000.0, "exitsyscall0"),
+    )
+    # Go 1.26+'s asynchronous preemption is a preemption; its site is the goroutine's function.
+    assert found["preemption"].sites == (Site("main.worker", "/srv/app.go", 5, 1_500.0),)

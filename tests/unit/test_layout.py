@@ -24,12 +24,15 @@ STRUCTS = {
     "mct_cpu_config": layout.CpuConfig,
     "mct_user_stack": layout.UserStack,
     "mct_origin_key": layout.OriginKey,
+    "mct_site_key": layout.SiteKey,
 }
 CONSTANTS = {
     "MCT_REASONS": layout.REASONS,
     "MCT_REASON_PARK": layout.REASON_PARK,
     "MCT_REASON_GOEXIT": layout.REASON_GOEXIT,
     "MCT_ORIGINS": layout.ORIGINS,
+    "MCT_SITES": layout.SITES,
+    "MCT_SITE_DEPTH": layout.SITE_DEPTH,
     "MCT_WAIT_REASONS": layout.WAIT_REASONS,
     "MCT_HIST_BUCKETS": layout.HIST_BUCKETS,
     "MCT_EVENT_MCALL": layout.EVENT_MCALL,

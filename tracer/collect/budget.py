@@ -104,6 +104,7 @@ class BudgetController:
         self.full_cost: dict[str, float] = {}
         self.measured_seconds: dict[str, float] = {}  # attached time behind full_cost
         self.allowed = FLOOR_SECONDS_PER_SECOND
+        self.base_cpu: float | None = None  # cores of the target's own work, at the last step
         self.probation_duty = budget / max(len(groups), 1)
 
     def _group_cost(self, hits: Mapping[str, int], group: str) -> float:
@@ -132,6 +133,7 @@ class BudgetController:
         if step.target_cpu_fraction is not None:
             # The probes' cost is charged to the target's threads: its own work is the rest.
             base_cpu = max(step.target_cpu_fraction - step.probe_cpu_fraction, 0.0)
+            self.base_cpu = base_cpu
         self.allowed = max(self.budget * base_cpu - step.sampler_cpu_fraction, FLOOR_SECONDS_PER_SECOND)
         self.duties = self._allocate()
         return dict(self.duties)
@@ -181,10 +183,23 @@ class BudgetController:
             remaining = max(remaining - duty * cost, 0.0)
         return {group: duties[group] for group in self.groups}
 
+    def slowdown(self, group: str) -> float:
+        """How much slower the target works while `group` is attached, at most: its probes' cores
+        while attached over the target's own (1: unknown or free), capped at MAX_SLOWDOWN."""
+        cost = self.full_cost.get(group)
+        if cost is None or not self.base_cpu:
+            return 1.0
+        return min(1.0 + cost / self.base_cpu, MAX_SLOWDOWN)
+
     @property
     def estimated_cost(self) -> float:
         """CPU-seconds per second the probes cost at the current duties (as far as known)."""
         return sum(self.duties[group] * self.full_cost.get(group, 0.0) for group in self.groups)
+
+
+# The most a probe group slows a program while attached: about 10x on a scheduler-heavy one with
+# every probe in (measured here), so no share of work is taken below its share of time over this.
+MAX_SLOWDOWN = 10.0
 
 
 class PooledShares:
@@ -208,12 +223,35 @@ class PooledShares:
         work: int,
         hits: Mapping[str, int],
         time_shares: Mapping[str, float] | None = None,
+        slowdowns: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
         """`shares`: each group's share of the step's `work` (time slices) its windows saw;
         `hits`: the group's hits in the step; `time_shares`: the share of the step's time each was
         attached. The shares to scale by. A sliver with nothing to pool with yet (the first steps)
         is scaled by its time share where that is larger: an estimate low by the probes' slowdown
-        rather than one many times too high."""
+        rather than one many times too high.
+
+        `slowdowns`: how much slower the target works while each group is attached. No share is
+        taken below its time share over that: a window works at least that fast. Time slices
+        (p.schedtick) measure work badly where goroutines hand over their slice (runnext: a
+        channel ping-pong starts no new slice at all), and a window can then see none of a
+        step's slices while it sees thousands of its hits; its share of time, less the probes'
+        slowdown, still bounds the work it saw from below."""
+        adjusted = self._pooled(shares, work, hits, time_shares)
+        if time_shares is None or slowdowns is None:
+            return adjusted
+        for group, share in adjusted.items():
+            floor = min(1.0, time_shares.get(group, 0.0) / max(slowdowns.get(group, MAX_SLOWDOWN), 1.0))
+            adjusted[group] = max(share, floor)
+        return adjusted
+
+    def _pooled(
+        self,
+        shares: Mapping[str, float],
+        work: int,
+        hits: Mapping[str, int],
+        time_shares: Mapping[str, float] | None,
+    ) -> dict[str, float]:
         adjusted = dict(shares)
         for group, share in shares.items():
             history = self._history.setdefault(group, [])

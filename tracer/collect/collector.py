@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tracer.collect.limits import LimitsReader
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
@@ -15,14 +16,17 @@ from tracer.collect.snapshot import (
     WAIT_REASONS_GROUP,
     Cost,
     Limits,
+    McallSite,
     Origin,
     PSample,
     RuntimeState,
     Snapshot,
+    merge_sites,
 )
 from tracer.probes import layout
-from tracer.probes.loader import RawCounters
+from tracer.probes.loader import RawCounters, RawSiteKey
 from tracer.probes.plan import ProbePlan
+from tracer.target.frames import Frame, choose_frame, goroot_source
 
 # Seconds of the target's CPU one probe hit costs, by kind of site, with mcalltrace's handlers:
 # measured by scripts/bench_overhead.py on this kind of machine (kernel 6.18, 2026-11-27):
@@ -147,6 +151,8 @@ class Collector:
         self.limits = limits
         self.line_of_pc = line_of_pc
         self._lines: dict[int, tuple[str, str, int]] = {}  # runtime PC -> (function, file, line)
+        self._site_keys: dict[RawSiteKey, tuple[str, ...]] = {}  # -> McallSite.key
+        self._goroot_src: str | None = None  # from the first runtime frame named (frames.py)
         self.name_of_pc = name_of_pc
         self.runtime = runtime
         self.learn_reason = learn_reason
@@ -239,6 +245,51 @@ class Collector:
             origins.append(Origin("other", "?", 0, "other", "?", 0, round(rest * factor)))
         return tuple(origins)
 
+    def _wait_reason_name(self, index: int) -> str:
+        """The runtime's name of a g.waitreason value (the binary's own table)."""
+        names = self.plan.wait_reasons
+        return (names[index] or "unknown") if index < len(names) else f"waitReason({index})"
+
+    def _site_key(self, raw_key: RawSiteKey) -> tuple[Any, ...]:
+        """The McallSite key of a BPF site key, once per key: its reason, the frame to name (see
+        tracer/target/frames.py) and the goroutine's start function."""
+        known = self._site_keys.get(raw_key)
+        if known is not None:
+            return known
+        # Return addresses: the call is the instruction before, as the runtime's traceback reads
+        # them. (An asynchronously preempted frame's PC is where it stopped; one byte back is
+        # still on that line in all but the rarest case.)
+        frames = [Frame(*self._line(pc - 1)) for pc in raw_key.pcs]
+        if self._goroot_src is None:
+            runtime_files = [frame.file for frame in frames if frame.function.startswith("runtime.")]
+            if runtime_files:
+                self._goroot_src = goroot_source(runtime_files[0])
+        choice = choose_frame(frames, self._goroot_src or "")
+        site = frames[choice.site] if choice.site is not None else Frame("?", "?", 0)
+        via = frames[choice.via].function if choice.via is not None else ""
+        reason = (
+            self.reason_names[raw_key.reason] if raw_key.reason < len(self.reason_names) else ""
+        ) or "other"
+        wait = ""
+        if reason == "park_m":
+            wait = self._wait_reason_name(raw_key.wait_reason)
+        goroutine = self._line(raw_key.startpc)
+        key = (reason, wait, site.function, site.file, site.line, via, *goroutine)
+        self._site_keys[raw_key] = key
+        return key
+
+    def _sites(self, raw: RawCounters, previous: RawCounters, factor: float) -> tuple[McallSite, ...]:
+        """The interval's mcalls by site, most first (TOP_SITES, then "other"), scaled like the
+        mcall group's counts."""
+        counts: dict[tuple[Any, ...], int] = {}
+        for raw_key, count in raw.sites.items():
+            delta = count - previous.sites.get(raw_key, 0)
+            if delta > 0:
+                key = self._site_key(raw_key)
+                counts[key] = counts.get(key, 0) + delta
+        sites = [McallSite(*key, count=round(count * factor)) for key, count in counts.items()]
+        return merge_sites(sites)
+
     @property
     def last_read_ns(self) -> int:
         assert self._previous is not None, "start() first"
@@ -268,15 +319,11 @@ class Collector:
         no_p = self._sample(NO_P, self.plan.max_p, raw, previous, None)
 
         global_delta = [after - earlier for after, earlier in zip(raw.globals, previous.globals, strict=True)]
-        wait_reasons = {}
-        for index, count in enumerate(global_delta[_G["wait_reasons"]]):
-            if count:
-                name = (
-                    self.plan.wait_reasons[index]
-                    if index < len(self.plan.wait_reasons)
-                    else f"waitReason({index})"
-                )
-                wait_reasons[name or "unknown"] = count
+        wait_reasons = {
+            self._wait_reason_name(index): count
+            for index, count in enumerate(global_delta[_G["wait_reasons"]])
+            if count
+        }
         hits = probe_hits(_counter_totals((*per_p, no_p)))  # what happened: the cost, never scaled
         if factors:
             per_p = tuple(sample.scaled(factors) for sample in per_p)
@@ -317,4 +364,5 @@ class Collector:
             sampled=sampled,
             limits=self.limits.read() if self.limits is not None else Limits(),
             origins=self._origins(raw, previous, factors.get("mcall", 1.0)),
+            sites=self._sites(raw, previous, factors.get("mcall", 1.0)),
         )

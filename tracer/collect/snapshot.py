@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 NO_P = -1  # PSample.p for events on threads that held no P
 
@@ -232,6 +232,52 @@ TOP_ORIGINS = 10
 
 
 @dataclass(frozen=True)
+class McallSite:
+    """mcalls in an interval by where the goroutine gave up its thread: the mcall's reason (a
+    park with its wait reason, a system call's exit without a P, a preemption, ...), the code
+    there, and the function the goroutine runs.
+
+    The code is the first frame of the program's own above the runtime, found by a bounded
+    frame-pointer walk (tracer/target/frames.py); where the walk ends in the standard library,
+    the first frame outside the runtime. `via` is that first std frame when it is not the site
+    (sync.(*WaitGroup).Wait, net.(*conn).Read): the call the program's code blocks in."""
+
+    reason: str  # mcall reason, e.g. "park_m", "exitsyscall0", "gopreempt_m"
+    wait_reason: str  # park_m's wait reason ("chan receive", "sleep", ...); "" for other reasons
+    function: str  # "?" where the walk found no frame outside the runtime
+    file: str
+    line: int
+    via: str
+    goroutine: str  # the goroutine's start function
+    goroutine_file: str
+    goroutine_line: int
+    count: int  # in the interval (an estimate where the mcall group was sampled)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int, str, str, str, int]:
+        """Where it is, without the count."""
+        return (
+            self.reason,
+            self.wait_reason,
+            self.function,
+            self.file,
+            self.line,
+            self.via,
+            self.goroutine,
+            self.goroutine_file,
+            self.goroutine_line,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+# Sites a snapshot keeps: the most frequent; the rest summed into one "other" site.
+TOP_SITES = 20
+OTHER_SITE = McallSite("other", "", "other", "?", 0, "", "other", "?", 0, 0)
+
+
+@dataclass(frozen=True)
 class Limits:
     """What the target may use: the CPUs it may run on and its cgroup's CPU limit, with the
     cgroup's CFS throttling over the interval (tracer/target/cgroup.py). None where unknown."""
@@ -285,6 +331,7 @@ class Snapshot:
     sampled: dict[str, float] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     origins: tuple[Origin, ...] = ()  # goroutine exits by origin, most first (TOP_ORIGINS)
+    sites: tuple[McallSite, ...] = ()  # mcalls by site, most first (TOP_SITES)
 
     @property
     def exact(self) -> bool:
@@ -324,6 +371,7 @@ class Snapshot:
             sampled={str(group): float(share) for group, share in data.get("sampled", {}).items()},
             limits=Limits(**known_fields(Limits, data.get("limits", {}))),
             origins=tuple(Origin(**known_fields(Origin, item)) for item in data.get("origins", [])),
+            sites=tuple(McallSite(**known_fields(McallSite, item)) for item in data.get("sites", [])),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -349,6 +397,7 @@ class Snapshot:
             "sampled": dict(self.sampled),
             "limits": self.limits.to_json(),
             "origins": [origin.to_json() for origin in self.origins],
+            "sites": [site.to_json() for site in self.sites],
         }
 
 
@@ -453,6 +502,7 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
         sampled=sampled,
         limits=_merge_limits([snapshot.limits for snapshot in snapshots]),
         origins=merge_origins([origin for snapshot in snapshots for origin in snapshot.origins]),
+        sites=merge_sites([site for snapshot in snapshots for site in snapshot.sites]),
     )
 
 
@@ -469,25 +519,36 @@ def _merge_limits(parts: list[Limits]) -> Limits:
     )
 
 
-def merge_origins(origins: list[Origin], top: int = TOP_ORIGINS) -> tuple[Origin, ...]:
-    """Origins of several intervals (or snapshots) as one: exits summed by origin, the most
-    frequent `top` kept and the rest (with every "other") summed into one "other"."""
-    totals: dict[tuple[str, str, int, str, str, int], int] = {}
-    for origin in origins:
-        key = (
-            origin.creator,
-            origin.creator_file,
-            origin.creator_line,
-            origin.function,
-            origin.file,
-            origin.line,
-        )
-        totals[key] = totals.get(key, 0) + origin.exits
-    other_key = ("other", "?", 0, "other", "?", 0)
-    rest = totals.pop(other_key, 0)
-    ranked = sorted(totals.items(), key=lambda item: -item[1])
+_Counted = TypeVar("_Counted", Origin, McallSite)
+
+
+def _merge_counted(
+    items: list[_Counted], top: int, other: _Counted, count_field: str
+) -> tuple[_Counted, ...]:
+    """Counted records of several intervals as one: counts summed by key, the most frequent `top`
+    kept and the rest (with every `other`) summed into one `other`."""
+    totals: dict[tuple[Any, ...], int] = {}
+    first: dict[tuple[Any, ...], _Counted] = {}
+    for item in items:
+        totals[item.key] = totals.get(item.key, 0) + getattr(item, count_field)
+        first.setdefault(item.key, item)
+    rest = totals.pop(other.key, 0)
+    ranked = sorted(totals.items(), key=lambda entry: -entry[1])
     rest += sum(count for _, count in ranked[top:])
-    merged = [Origin(*key, exits=count) for key, count in ranked[:top]]
+    merged = [replace(first[key], **{count_field: count}) for key, count in ranked[:top]]
     if rest:
-        merged.append(Origin(*other_key, exits=rest))
+        merged.append(replace(other, **{count_field: rest}))
     return tuple(merged)
+
+
+OTHER_ORIGIN = Origin("other", "?", 0, "other", "?", 0, 0)
+
+
+def merge_origins(origins: list[Origin], top: int = TOP_ORIGINS) -> tuple[Origin, ...]:
+    """Origins of several intervals (or snapshots) as one (see _merge_counted)."""
+    return _merge_counted(origins, top, OTHER_ORIGIN, "exits")
+
+
+def merge_sites(sites: list[McallSite], top: int = TOP_SITES) -> tuple[McallSite, ...]:
+    """Sites of several intervals (or snapshots) as one (see _merge_counted)."""
+    return _merge_counted(sites, top, OTHER_SITE, "count")

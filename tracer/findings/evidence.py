@@ -9,18 +9,21 @@ from dataclasses import dataclass, field
 from tracer.collect.cpu_share import CpuShare, cpu_share
 from tracer.collect.snapshot import (
     Limits,
+    McallSite,
     Origin,
     PSample,
     RuntimeState,
     Snapshot,
     TraceHeader,
     merge_origins,
+    merge_sites,
     total_of,
 )
 
 # Origins kept over a window or a whole trace: more than a snapshot keeps, so that one that is
 # second in every interval still ranks right over many.
 ORIGINS_KEPT = 50
+SITES_KEPT = 100  # likewise for the mcall sites, of which a trace has more kinds
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Evidence:
     target_cpu_seconds: float = 0.0
     wait_reasons: dict[str, int] = field(default_factory=dict)  # park_m's, by g.waitreason
     origins: tuple[Origin, ...] = ()  # goroutine exits by origin, the most frequent ORIGINS_KEPT
+    sites: tuple[McallSite, ...] = ()  # mcalls by site, the most frequent SITES_KEPT
 
     @classmethod
     def of(cls, snapshots: Iterable[Snapshot], header: TraceHeader | None = None) -> Evidence:
@@ -87,6 +91,8 @@ class Evidence:
             self.wait_reasons[reason] = self.wait_reasons.get(reason, 0) + count
         if snapshot.origins:
             self.origins = merge_origins([*self.origins, *snapshot.origins], ORIGINS_KEPT)
+        if snapshot.sites:
+            self.sites = merge_sites([*self.sites, *snapshot.sites], SITES_KEPT)
 
     # ---- what the rules read -------------------------------------------------------------------
 

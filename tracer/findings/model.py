@@ -17,9 +17,18 @@ class Site:
     file: str
     line: int
     rate: float  # events per second
+    # What happens there, where the finding can say: a park's wait reason, and the std call the
+    # code blocks in ("chan receive", "sync.Mutex.Lock via sync.(*Mutex).Lock").
+    detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"function": self.function, "file": self.file, "line": self.line, "rate": self.rate}
+        return {
+            "function": self.function,
+            "file": self.file,
+            "line": self.line,
+            "rate": self.rate,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)

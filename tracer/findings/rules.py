@@ -40,6 +40,14 @@ GC_CPU_SHARE = 0.05
 NETPOLL_CPU_SHARE = 0.05
 TIMER_PARKS_PER_SECOND = 5_000
 
+# mcall reasons by what happened; a release names each by one of these (see MCALL_TARGETS).
+PARK_REASONS = ("park_m",)
+SYSCALL_REASONS = ("exitsyscall0",)  # exitsyscallNoP in Go 1.26+, counted under the old name
+PREEMPT_REASONS = ("gopreempt_m", "preemptPark", "asyncPreempt2.func1")  # the last: Go 1.26+
+# park_m's wait reasons for timers and the network poller (the runtime's waitReason strings).
+TIMER_WAITS = ("sleep", "timer goroutine (idle)")
+NETPOLL_WAITS = ("IO wait",)
+
 # Reasons whose mcalls share schedule()'s work (CPU parts "schedule" and "mcall_other").
 SHARED_PARTS = ("schedule", "mcall_other")
 
@@ -207,47 +215,94 @@ def _top_creators(evidence: Evidence) -> list[Site]:
     return [Site(function, file, line, evidence.rate(count)) for (function, file, line), count in ranked]
 
 
+def _top_sites(
+    evidence: Evidence,
+    reasons: tuple[str, ...],
+    waits: tuple[str, ...] | None = None,
+    other_waits: tuple[str, ...] = (),
+    by_goroutine: bool = False,
+) -> list[Site]:
+    """The code behind most mcalls of these reasons, with its rates: the frame the site walk
+    named (or, `by_goroutine`, the goroutine's start function); for parks, only the wait
+    reasons `waits` (None: all but `other_waits`)."""
+    counts: dict[tuple[str, str, int, str], int] = {}
+    for site in evidence.sites:
+        if site.reason not in reasons or site.function in ("?", "other"):
+            continue
+        if site.wait_reason and (
+            site.wait_reason in other_waits or (waits and site.wait_reason not in waits)
+        ):
+            continue
+        if by_goroutine:
+            key = (site.goroutine, site.goroutine_file, site.goroutine_line, "")
+        else:
+            via = f" in {site.via}" if site.via else ""
+            key = (site.function, site.file, site.line, f"{site.wait_reason or site.reason}{via}")
+        counts[key] = counts.get(key, 0) + site.count
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:TOP_SITES]
+    return [
+        Site(function, file, line, evidence.rate(count), detail)
+        for (function, file, line, detail), count in ranked
+    ]
+
+
+def _where(sites: list[Site]) -> str:
+    return f" Most at {sites[0].function} ({sites[0].file}:{sites[0].line})." if sites else ""
+
+
 def blocking_handoffs(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, HANDOFF_PARKS_PER_SECOND, "park_m")
+    rate = _reason_rate(evidence, HANDOFF_PARKS_PER_SECOND, *PARK_REASONS)
     if rate is None:
         return None
+    sites = _top_sites(evidence, PARK_REASONS, other_waits=TIMER_WAITS + NETPOLL_WAITS)
     return Finding(
         id="blocking-handoffs",
         severity="warning",
         title=f"Goroutines block {rate:,.0f} times a second, each block a switch through the scheduler.",
         evidence={"parks_per_second": rate, **_estimate_note(evidence, "mcall")},
-        explains=_shared_part(evidence, "park_m"),
+        explains=_shared_part(evidence, *PARK_REASONS),
         fix="Hand work over in batches rather than one item at a time; a buffered channel lets the "
-        "sender run on instead of blocking.",
+        "sender run on instead of blocking." + _where(sites),
+        sites=tuple(sites),
     )
 
 
 def syscall_handoffs(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, SYSCALL_HANDOFFS_PER_SECOND, "exitsyscall0")
+    rate = _reason_rate(evidence, SYSCALL_HANDOFFS_PER_SECOND, *SYSCALL_REASONS)
     if rate is None:
         return None
+    sites = _top_sites(evidence, SYSCALL_REASONS)
     return Finding(
         id="syscall-handoffs",
         severity="warning",
         title=f"{rate:,.0f} times a second a goroutine leaves a system call to find its P gone.",
         evidence={"exitsyscall_handoffs_per_second": rate, **_estimate_note(evidence, "mcall")},
-        explains=_shared_part(evidence, "exitsyscall0"),
-        fix="Make fewer, larger system calls (buffered I/O), or move blocking calls off the hot path.",
+        explains=_shared_part(evidence, *SYSCALL_REASONS),
+        fix="Make fewer, larger system calls (buffered I/O), or move blocking calls off the hot path."
+        + _where(sites),
+        sites=tuple(sites),
     )
 
 
 def preemption(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, PREEMPTIONS_PER_SECOND, "gopreempt_m", "preemptPark")
+    rate = _reason_rate(evidence, PREEMPTIONS_PER_SECOND, *PREEMPT_REASONS)
     if rate is None:
         return None
+    sites = _top_sites(evidence, PREEMPT_REASONS, by_goroutine=True)
     return Finding(
         id="preemption",
         severity="info",
         title=f"{rate:,.0f} preemptions a second: CPU-bound goroutines run past their time slice.",
         evidence={"preemptions_per_second": rate, **_estimate_note(evidence, "mcall")},
-        explains=_shared_part(evidence, "gopreempt_m", "preemptPark"),
+        explains=_shared_part(evidence, *PREEMPT_REASONS),
         fix="Expected for CPU-bound work; if latency suffers, split long loops or give such work "
-        "fewer goroutines than Ps.",
+        "fewer goroutines than Ps."
+        + (
+            f" Most are goroutines running {sites[0].function} ({sites[0].file}:{sites[0].line})."
+            if sites
+            else ""
+        ),
+        sites=tuple(sites),
     )
 
 
@@ -303,33 +358,35 @@ def netpoll(evidence: Evidence) -> Finding | None:
     share = evidence.part("netpoll")
     if share is None or share < NETPOLL_CPU_SHARE or evidence.seconds < MIN_SECONDS:
         return None
+    sites = _top_sites(evidence, PARK_REASONS, waits=NETPOLL_WAITS)
     return Finding(
         id="netpoll",
         severity="info",
         title=f"The network poller takes {share:.0%} of the target's CPU.",
         evidence={"netpoll_cpu_share": share},
         explains=share,
-        fix="Many connections each with a little traffic: batch writes, keep connections fewer and busier.",
+        fix="Many connections each with a little traffic: batch writes, keep connections fewer and busier."
+        + _where(sites),
+        sites=tuple(sites),
     )
 
 
 def timers(evidence: Evidence) -> Finding | None:
-    waits = evidence.reason_count("park_m")
-    sleeping = sum(
-        count
-        for reason, count in evidence.wait_reasons.items()
-        if reason in ("sleep", "timer goroutine (idle)", "select (no cases)")
-    )
+    waits = evidence.reason_count(*PARK_REASONS)
+    sleeping = sum(count for reason, count in evidence.wait_reasons.items() if reason in TIMER_WAITS)
     rate = evidence.rate(sleeping)
     if not _enough(evidence, waits) or rate < TIMER_PARKS_PER_SECOND:
         return None
+    sites = _top_sites(evidence, PARK_REASONS, waits=TIMER_WAITS)
     return Finding(
         id="timers",
         severity="info",
         title=f"Goroutines sleep on timers {rate:,.0f} times a second.",
         evidence={"timer_parks_per_second": rate},
         explains=None,
-        fix="Replace many short sleeps and per-item timers with one ticker or a batched deadline.",
+        fix="Replace many short sleeps and per-item timers with one ticker or a batched deadline."
+        + _where(sites),
+        sites=tuple(sites),
     )
 
 

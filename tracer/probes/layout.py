@@ -13,6 +13,8 @@ REASON_OTHER = REASONS - 1
 REASON_PARK = 0
 REASON_GOEXIT = 1
 ORIGINS = 4096
+SITES = 4096
+SITE_DEPTH = 10
 WAIT_REASONS = 64
 HIST_BUCKETS = 32
 
@@ -46,11 +48,16 @@ class GlobalCounters(ctypes.Structure):
         ("unknown_reasons", u64),
         ("events_dropped", u64),
         ("origins_dropped", u64),
+        ("sites_dropped", u64),
     ]
 
 
 class OriginKey(ctypes.Structure):
     _fields_ = [("gopc", u64), ("startpc", u64)]
+
+
+class SiteKey(ctypes.Structure):
+    _fields_ = [("reason", u32), ("wait_reason", u32), ("startpc", u64), ("pcs", u64 * SITE_DEPTH)]
 
 
 GROUP_MCALL = 0

@@ -46,6 +46,16 @@ def _import_bcc():  # type: ignore[no-untyped-def]
 
 
 @dataclass(frozen=True)
+class RawSiteKey:
+    """A bpf site key (bpf/mcalltrace.h mct_site_key) as Python reads it: runtime PCs."""
+
+    reason: int  # mcall reason slot
+    wait_reason: int  # park_m's g.waitreason, else 0
+    startpc: int  # the goroutine's start function
+    pcs: tuple[int, ...]  # return addresses, innermost (mcall's caller) first
+
+
+@dataclass(frozen=True)
 class RawCounters:
     """Cumulative counters as read from the maps at one instant."""
 
@@ -60,6 +70,7 @@ class RawCounters:
     cpu_samples: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # (gopc, startpc) -> goroutine exits so far (runtime PCs; see bpf/mcalltrace.h)
     origins: dict[tuple[int, int], int] = field(default_factory=dict)
+    sites: dict[RawSiteKey, int] = field(default_factory=dict)  # mcalls so far, by site
 
 
 # Compiled programs by their -D flags. One tracer process compiles once; a process that attaches
@@ -140,6 +151,7 @@ class LoadedProbes:
                 "p_high",
                 "unknown_reason_pcs",
                 "origins",
+                "sites",
                 "m_state",
                 "thread_m",
                 "group_generation",
@@ -154,7 +166,15 @@ class LoadedProbes:
 
     def _reset_state(self) -> None:
         """Forget what a previous target left in the maps (counters are read as deltas)."""
-        for name in ("p_addresses", "p_high", "m_state", "thread_m", "unknown_reason_pcs", "origins"):
+        for name in (
+            "p_addresses",
+            "p_high",
+            "m_state",
+            "thread_m",
+            "unknown_reason_pcs",
+            "origins",
+            "sites",
+        ):
             if name in self._tables:
                 self._tables[name].clear()
         if "alarm_limit" in self._tables:
@@ -365,6 +385,12 @@ class LoadedProbes:
         unknown = {key.value: value.value for key, value in self._tables["unknown_reason_pcs"].items()}
         addresses = self.read_p_addresses()
         origins = {(key.gopc, key.startpc): value.value for key, value in self._tables["origins"].items()}
+        sites = {
+            RawSiteKey(
+                key.reason, key.wait_reason, key.startpc, tuple(pc for pc in key.pcs if pc)
+            ): value.value
+            for key, value in self._tables["sites"].items()
+        }
         return RawCounters(
             monotonic_ns=time.monotonic_ns(),
             per_p=per_p,
@@ -372,6 +398,7 @@ class LoadedProbes:
             unknown_reason_pcs=unknown,
             p_addresses=addresses,
             origins=origins,
+            sites=sites,
         )
 
 

@@ -164,6 +164,8 @@ def build_plan(info: TargetInfo, gomaxprocs: int) -> ProbePlan:
     max_p = p_slots_for(gomaxprocs)
     defines = [(BPF_OFFSETS[key], info.offsets[key]) for key in BPF_OFFSETS]
     defines += [("MCT_MAX_P", max_p), ("MCT_MAX_M", MAX_M)]
+    # Where mcall's return address is from its probe site: the site walk starts there.
+    defines += [("MCALL_SP_DELTA", info.functions["runtime.mcall"].probe.stack_delta)]
 
     names = list(MCALL_TARGETS[: layout.REASONS - 1])
     names += [""] * (layout.REASONS - 1 - len(names))

@@ -21,7 +21,11 @@ class RuntimeFunction:
 
 
 RUNTIME_FUNCTIONS: tuple[RuntimeFunction, ...] = (
-    RuntimeFunction("runtime.mcall", ("rax",), True, "switch to g0; RAX is the funcval to run (the reason)"),
+    # BP too: the site walk starts from the caller's frame pointer, so the probe must come before
+    # mcall's own frame (Go 1.21+ gives it one) replaces it.
+    RuntimeFunction(
+        "runtime.mcall", ("rax", "rbp"), True, "switch to g0; RAX is the funcval to run (the reason)"
+    ),
     # Assembly with ABI0: its argument is on the stack; by its JMP to gogo<>, DX holds gobuf.g.
     RuntimeFunction("runtime.gogo", (), True, "goroutine switch"),
     RuntimeFunction("runtime.findRunnable", (), True, "a P looks for work"),
@@ -57,6 +61,8 @@ MCALL_TARGETS: tuple[str, ...] = (
     "runtime.goyield_m",
     "runtime.coroswitch_m",
     "runtime.recovery",
+    # Go 1.26+ preempts asynchronously with a closure: mcall(func(gp *g) {... gopreempt_m(gp) })
+    "runtime.asyncPreempt2.func1",
 )
 
 RUNTIME_VARIABLES = ("runtime.allp", "runtime.sched", "runtime.gomaxprocs", "runtime.buildVersion")
