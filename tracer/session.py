@@ -127,6 +127,13 @@ class _PcNamer:
         except PclntabError:
             return None
 
+    def frames_of(self, pc: int) -> list[tuple[str, str, int]]:
+        """The source frames at a runtime PC, inlined calls expanded, innermost first."""
+        try:
+            return self._functions.pclntab.frames_at(pc - self.bias, self._functions.read_gofunc)
+        except PclntabError:
+            return []
+
 
 class LiveSource:
     def __init__(
@@ -221,6 +228,7 @@ class LiveSource:
             learn_reason=lambda slot, pc: self.probes.set_reason(slot, pc),
             limits=LimitsReader(self.pid),
             line_of_pc=self.name_of_pc.line_of,
+            frames_of_pc=self.name_of_pc.frames_of,
         )
         self.probes.register_threads(self.runtime.thread_ids())
         # The baseline is read before anyone is told the probes are in: counting starts here

@@ -394,3 +394,45 @@ def test_file_and_line_match_debug_gosym(go_programs: GoPrograms, version: str, 
             if got != expected:
                 mismatches.append((name, pc, expected, got))
     assert not mismatches, (len(mismatches), mismatches[:5])
+
+
+@pytest.mark.parametrize("mode", ["default", "stripped", "pie"])
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_inlined_frames_match_runtime_callers_frames(
+    go_programs: GoPrograms, version: str, mode: str
+) -> None:
+    """The source frames at each return address of a stack, inlined calls expanded from
+    .gopclntab's inline trees (found through the module data, stripped and PIE builds too),
+    against the runtime's own expansion of the same stack (runtime.CallersFrames): the
+    workload's frames scenario calls runtime.Callers from code inlined twice over."""
+    binary = go_programs.build(version, mode)
+    output = subprocess.run(
+        [str(binary), "-scenario", "frames"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.splitlines()
+    entry = int(next(line for line in output if line.startswith("ENTRY")).split()[1], 16)
+    pcs = [int(line.split()[1], 16) for line in output if line.startswith("PC ")]
+    expected = [tuple(line.split(" ", 1)[1].rsplit(" ", 2)) for line in output if line.startswith("FRAME ")]
+    expected = [(function, file, int(line)) for function, file, line in expected]
+    with ElfImage(str(binary)) as image:
+        functions = GoFunctions(image)
+        table = functions.pclntab
+        outer = next(function for function in table if function.name == "main.framesOuter")
+        bias = entry - outer.entry  # a PIE's load address
+        got: list[tuple[str, str, int]] = []
+        index = 0
+        # runtime.Callers gives each inlined frame a PC of its own after its return address's:
+        # one expansion covers as many PCs as it has frames.
+        while index < len(pcs) and len(got) < len(expected):
+            frames = table.frames_at(pcs[index] - bias - 1, functions.read_gofunc)
+            assert frames, hex(pcs[index])
+            got.extend(frames)
+            index += len(frames)
+    assert got[:3] == expected[:3]  # framesLeaf and framesMiddle inlined into framesOuter
+    assert [function for function, _, _ in expected[:3]] == [
+        "main.framesLeaf",
+        "main.framesMiddle",
+        "main.framesOuter",
+    ]
+    # runtime.goexit's frame is a return address at the very start of the function (PC - 1 is
+    # before it): the runtime names it by a PC one further, so it is left out.
+    assert got[: len(expected) - 1] == expected[:-1]

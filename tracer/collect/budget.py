@@ -231,27 +231,14 @@ class PooledShares:
         is scaled by its time share where that is larger: an estimate low by the probes' slowdown
         rather than one many times too high.
 
-        `slowdowns`: how much slower the target works while each group is attached. No share is
-        taken below its time share over that: a window works at least that fast. Time slices
-        (p.schedtick) measure work badly where goroutines hand over their slice (runnext: a
-        channel ping-pong starts no new slice at all), and a window can then see none of a
-        step's slices while it sees thousands of its hits; its share of time, less the probes'
-        slowdown, still bounds the work it saw from below."""
-        adjusted = self._pooled(shares, work, hits, time_shares)
-        if time_shares is None or slowdowns is None:
-            return adjusted
-        for group, share in adjusted.items():
-            floor = min(1.0, time_shares.get(group, 0.0) / max(slowdowns.get(group, MAX_SLOWDOWN), 1.0))
-            adjusted[group] = max(share, floor)
-        return adjusted
-
-    def _pooled(
-        self,
-        shares: Mapping[str, float],
-        work: int,
-        hits: Mapping[str, int],
-        time_shares: Mapping[str, float] | None,
-    ) -> dict[str, float]:
+        `slowdowns`: how much slower the target works while each group is attached. A sliver's
+        share is never taken below its time share over that. Time slices (p.schedtick) measure
+        work badly where goroutines hand over their slice (runnext: a channel ping-pong starts no
+        new slice at all): there every window sees a sliver of a step's slices while it sees
+        thousands of hits, the pool holds only slivers, and hits per slice seen are no measure;
+        a window's share of time, less the probes' slowdown, still bounds the work it saw from
+        below. (Not for a window that saw slices enough: there they are the better measure, and
+        the slowdown, from the probes' CPU alone, can be less than the real one.)"""
         adjusted = dict(shares)
         for group, share in shares.items():
             history = self._history.setdefault(group, [])
@@ -265,12 +252,16 @@ class PooledShares:
             del history[: -self.steps]
             if seen >= max(self.min_seen, self.min_fraction * typical):
                 continue
+            time_share = min(1.0, time_shares.get(group, 0.0)) if time_shares is not None else None
             pooled_hits = sum(count for count, _ in history)
             pooled_seen = sum(seen_work for _, seen_work in history)
             step_hits = hits.get(group, 0)
             if len(history) < 2 or pooled_hits <= 0 or pooled_seen <= 0 or step_hits <= 0:
-                if time_shares is not None:
-                    adjusted[group] = max(share, min(1.0, time_shares.get(group, 0.0)))
+                if time_share is not None:
+                    adjusted[group] = max(share, time_share)
                 continue
             adjusted[group] = min(1.0, step_hits / (pooled_hits / pooled_seen * work))
+            if time_share is not None and slowdowns is not None:
+                floor = time_share / max(slowdowns.get(group, MAX_SLOWDOWN), 1.0)
+                adjusted[group] = max(adjusted[group], floor)
         return adjusted

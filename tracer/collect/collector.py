@@ -146,8 +146,10 @@ class Collector:
         learn_reason: Callable[[int, int], None] | None = None,
         limits: LimitsReader | None = None,
         line_of_pc: Callable[[int], tuple[str, str, int] | None] | None = None,
+        frames_of_pc: Callable[[int], list[tuple[str, str, int]]] | None = None,
     ) -> None:
         self.plan = plan
+        self.frames_of_pc = frames_of_pc
         self.limits = limits
         self.line_of_pc = line_of_pc
         self._lines: dict[int, tuple[str, str, int]] = {}  # runtime PC -> (function, file, line)
@@ -245,6 +247,14 @@ class Collector:
             origins.append(Origin("other", "?", 0, "other", "?", 0, round(rest * factor)))
         return tuple(origins)
 
+    def _frames(self, pc: int) -> list[Frame]:
+        """The source frames at a PC, inlined ones first (see Pclntab.frames_at)."""
+        if self.frames_of_pc is not None:
+            expanded = self.frames_of_pc(pc)
+            if expanded:
+                return [Frame(*frame) for frame in expanded]
+        return [Frame(*self._line(pc))]
+
     def _wait_reason_name(self, index: int) -> str:
         """The runtime's name of a g.waitreason value (the binary's own table)."""
         names = self.plan.wait_reasons
@@ -259,7 +269,7 @@ class Collector:
         # Return addresses: the call is the instruction before, as the runtime's traceback reads
         # them. (An asynchronously preempted frame's PC is where it stopped; one byte back is
         # still on that line in all but the rarest case.)
-        frames = [Frame(*self._line(pc - 1)) for pc in raw_key.pcs]
+        frames = [frame for pc in raw_key.pcs for frame in self._frames(pc - 1)]
         if self._goroot_src is None:
             runtime_files = [frame.file for frame in frames if frame.function.startswith("runtime.")]
             if runtime_files:

@@ -25,6 +25,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
 # ftab), findfunctab, minpc, maxpc, then text. The same prefix from Go 1.16 through 1.27.
 _MODULEDATA_FUNCNAMETAB = 8
 _MODULEDATA_TEXT = 8 + 6 * 24 + 3 * 8
+# moduledata.gofunc (go:func.*, where inline trees live), after `rodata`, by release: Go 1.27
+# (types, typedesclen, etypes, itaboffset, itabsize), 1.20-1.26 (covctrs added), 1.18-1.19.
+# Each is checked (see gofunc_address): at the other releases' offsets lie lengths, not pointers.
+_MODULEDATA_GOFUNC = (344, 320, 304)
 
 
 def spellings(canonical: str) -> tuple[str, ...]:
@@ -118,6 +122,36 @@ class GoFunctions:
                     return segment.vaddr + position
                 position = data.find(needle, position + 1)
         return None
+
+    @cached_property
+    def gofunc_address(self) -> int | None:
+        """moduledata.gofunc: go:func.*, the base of funcdata offsets (inline trees) since Go
+        1.18; None where the module data or a plausible gofunc cannot be found. Plausible: it and
+        the `rodata` word before it point into the same non-executable segment, rodata first."""
+        moduledata = self.moduledata_address
+        if moduledata is None:
+            return None
+        for offset in _MODULEDATA_GOFUNC:
+            try:
+                rodata = self.image.read_pointer(moduledata + offset - 8)
+                gofunc = self.image.read_pointer(moduledata + offset)
+            except ValueError:
+                continue
+            for segment in self.image.load_segments:
+                inside = segment.contains(rodata) and segment.contains(gofunc)
+                if inside and not segment.flags & 0x1 and rodata <= gofunc:
+                    return gofunc
+        return None
+
+    def read_gofunc(self, offset: int, size: int) -> bytes:
+        """Bytes of go:func.* data (b"" where there is none to read)."""
+        base = self.gofunc_address
+        if base is None:
+            return b""
+        try:
+            return self.image.read(base + offset, size)
+        except ValueError:
+            return b""
 
     @cached_property
     def text_base(self) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,6 +22,13 @@ MAGIC_GO116 = 0xFFFFFFFA
 MAGIC_GO118 = 0xFFFFFFF0
 MAGIC_GO120 = 0xFFFFFFF1
 MAGIC_GO12 = 0xFFFFFFFB
+
+# The runtime's indices of the inline tables (runtime/symtab.go: _PCDATA_InlTreeIndex,
+# _FUNCDATA_InlTree), the same in every release since Go 1.12.
+PCDATA_INL_TREE_INDEX = 2
+FUNCDATA_INL_TREE = 3
+NO_FUNCDATA = 0xFFFFFFFF
+MAX_INLINE_DEPTH = 32  # deeper than the compiler inlines
 
 MAGIC_VERSIONS = {
     MAGIC_GO12: "1.2-1.15",
@@ -346,6 +353,74 @@ class Pclntab:
         if file is None:
             return None
         return self._name_at(self._name_offset(funcoff)), file, line
+
+    # ---- inlining ---------------------------------------------------------------------------------
+
+    def _funcdata_tables(self, funcoff: int) -> tuple[int, int]:
+        """(PCDATA_InlTreeIndex's table offset, FUNCDATA_InlTree's offset from go:func.*), 0 and
+        None-like 0xFFFFFFFF where the function has none. Go 1.18+ only: after the record's u32
+        fields (nine from 1.20, which added startLine; eight before) come funcID, flag, a pad
+        byte and nfuncdata, then npcdata u32 pcdata offsets and nfuncdata u32 funcdata offsets."""
+        fields = 9 if self.magic == MAGIC_GO120 else 8
+        base = self.pcln_offset + funcoff + 4 + 4 * fields
+        npcdata = self._func_u32(funcoff, 6)
+        if base + 4 + 4 * npcdata > len(self.data):
+            raise PclntabError("a pclntab function record lies past its section")
+        nfuncdata = self.data[base + 3]
+        pcdata = base + 4
+        inline_index = (
+            struct.unpack_from("<I", self.data, pcdata + 4 * PCDATA_INL_TREE_INDEX)[0]
+            if npcdata > PCDATA_INL_TREE_INDEX
+            else 0
+        )
+        funcdata = pcdata + 4 * npcdata
+        inline_tree = NO_FUNCDATA
+        if nfuncdata > FUNCDATA_INL_TREE and funcdata + 4 * nfuncdata <= len(self.data):
+            inline_tree = struct.unpack_from("<I", self.data, funcdata + 4 * FUNCDATA_INL_TREE)[0]
+        return inline_index, inline_tree
+
+    def frames_at(
+        self, pc: int, read_gofunc: Callable[[int, int], bytes] | None
+    ) -> list[tuple[str, str, int]]:
+        """The source frames at `pc`, innermost first: the functions inlined there, each with its
+        own line, then the function the code belongs to (as the runtime's traceback expands
+        them). `read_gofunc(offset, size)` reads the binary's go:func.* data (where inline trees
+        live); without it, or where the tables say nothing, the one frame of line_at. For a
+        return address pass the address minus one."""
+        from bisect import bisect_right
+
+        outer = self.line_at(pc)
+        if outer is None or read_gofunc is None or self.magic not in (MAGIC_GO118, MAGIC_GO120):
+            return [outer] if outer else []
+        entries = self.sorted_entries
+        index = bisect_right(entries, pc) - 1
+        funcoff = self._ftab[index][1]
+        entry = entries[index]
+        inline_index_table, inline_tree = self._funcdata_tables(funcoff)
+        if not inline_index_table or inline_tree == NO_FUNCDATA:
+            return [outer]
+        size = 16 if self.magic == MAGIC_GO120 else 20
+        frames: list[tuple[str, str, int]] = []
+        at = pc
+        for _ in range(MAX_INLINE_DEPTH):
+            inline_index = self._pc_value(inline_index_table, entry, at)
+            if inline_index is None or inline_index < 0:
+                break
+            record = read_gofunc(inline_tree + inline_index * size, size)
+            if len(record) < size:
+                break
+            if self.magic == MAGIC_GO120:  # funcID u8, pad[3], nameOff i32, parentPc i32, startLine i32
+                name_offset, parent_pc = struct.unpack_from("<ii", record, 4)
+            else:  # parent i16, funcID u8, pad u8, file i32, line i32, func_ i32, parentPc i32
+                name_offset, parent_pc = struct.unpack_from("<ii", record, 12)
+            where = self.line_at(at)
+            if where is None or not 0 <= parent_pc < self.end_of_text - entry:
+                break
+            frames.append((self._name_at(name_offset), where[1], where[2]))
+            at = entry + parent_pc
+        where = self.line_at(at)
+        frames.append(where if where is not None else outer)
+        return frames
 
     @cached_property
     def sorted_entries(self) -> list[int]:

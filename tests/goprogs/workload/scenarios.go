@@ -274,8 +274,43 @@ func runScenario(name string, count int, path string) bool {
 		profiled(count, path)
 	case "gomaxprocs":
 		fmt.Println(runtime.GOMAXPROCS(0))
+	case "frames":
+		frames()
 	default:
 		return false
 	}
 	return true
+}
+
+// The inlining oracle: runtime.Callers from code inlined twice over, and the runtime's own
+// expansion of the stack (runtime.CallersFrames), for mcalltrace's inline tree reader to match. "ENTRY" is main.framesOuter's run-time address (the load bias of a PIE).
+func framesLeaf(pcs []uintptr) int { return runtime.Callers(1, pcs) }
+
+func framesMiddle(pcs []uintptr) int { return framesLeaf(pcs) + 0 }
+
+//go:noinline
+func framesOuter(pcs []uintptr) int { return framesMiddle(pcs) }
+
+func frames() {
+	pcs := make([]uintptr, 16)
+	n := framesOuter(pcs)
+	fmt.Printf("ENTRY %#x\n", runtime.FuncForPC(reflectPC(framesOuter)).Entry())
+	for _, pc := range pcs[:n] {
+		fmt.Printf("PC %#x\n", pc)
+	}
+	// runtime.Callers gives each frame inlined at a return address a PC of its own (its call
+	// site's, plus one) after it: the expansion of pcs[i] is the next frames, one per PC.
+	expanded := runtime.CallersFrames(pcs[:n])
+	for {
+		frame, more := expanded.Next()
+		fmt.Printf("FRAME %s %s %d\n", frame.Function, frame.File, frame.Line)
+		if !more {
+			break
+		}
+	}
+}
+
+// reflectPC is a func value's code address, without importing reflect.
+func reflectPC(f func([]uintptr) int) uintptr {
+	return **(**uintptr)(unsafe.Pointer(&f))
 }
