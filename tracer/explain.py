@@ -13,7 +13,7 @@ from rich.text import Text
 from tracer.collect.cpu_share import PART_LABELS, cpu_share
 from tracer.collect.snapshot import TraceHeader
 from tracer.collect.summary import Summary
-from tracer.report import findings_lines
+from tracer.report import findings_lines, latency_line
 from tracer.views.units import percent
 
 
@@ -45,6 +45,7 @@ def explain_data(header: TraceHeader, summary: Summary, end_reason: str) -> dict
         },
         "estimated": bool(summary.sampled),
         "cost_share_of_target": whole["cost"]["share_of_target"],
+        "time_to_run": whole["time_to_run"],
         "findings": whole["findings"],
     }
 
@@ -80,6 +81,7 @@ def explain_renderable(data: dict[str, Any]) -> Group:
             + (f"; {mark}: estimated under the overhead budget" if mark else ""),
         )
     )
+    lines.append(latency_line(data.get("time_to_run")))
     lines.extend(findings_lines(data["findings"]))
     return Group(*lines)
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from tracer.collect.cpu_share import PART_LABELS, cpu_share
 from tracer.collect.summary import Summary
 from tracer.recordfile.reader import Recording
-from tracer.views.units import percent, sampling_text
+from tracer.views.units import percent, sampling_text, seconds
 
 WORST_INTERVALS = 5
 
@@ -141,10 +141,28 @@ def findings_lines(findings: list[dict[str, Any]]) -> list[Text]:
         )
         lines.append(Text(f"      fix: {finding['fix']}"))
         for site in finding.get("sites", []):
-            lines.append(
-                Text(f"      at {site['function']} ({site['file']}:{site['line']}), {site['rate']:.0f}/s")
-            )
+            detail = f" [{site['detail']}]" if site.get("detail") else ""
+            where = f"{site['function']} ({site['file']}:{site['line']})"
+            lines.append(Text(f"      at {where}, {site['rate']:.0f}/s{detail}"))
     return lines
+
+
+def latency_line(time_to_run: dict[str, Any] | None) -> Text:
+    """How long goroutines waited to run, or plainly why that is not known."""
+    if time_to_run is None:
+        return Text.assemble(
+            ("latency ", "bold"),
+            "not available: the runtime's sched.timeToRun could not be read (runtime.sched not "
+            "located in this binary, or no offsets for its release)",
+        )
+    if not time_to_run["samples"]:
+        return Text.assemble(("latency ", "bold"), "no goroutine waited to run in the trace's samples")
+    return Text.assemble(
+        ("latency ", "bold"),
+        f"goroutines waited to run p50 ≤ {seconds(time_to_run['p50_seconds'])}, p90 ≤ "
+        f"{seconds(time_to_run['p90_seconds'])}, p99 ≤ {seconds(time_to_run['p99_seconds'])} "
+        f"({time_to_run['samples']:,} samples: the runtime's own sched.timeToRun, 1 goroutine in 8)",
+    )
 
 
 def report_renderable(data: dict[str, Any]) -> Group:
@@ -163,6 +181,7 @@ def report_renderable(data: dict[str, Any]) -> Group:
             f"{data['intervals']} intervals over {duration:.1f}s; ended: {data['end_reason']}",
         ),
         *findings_lines(data.get("findings", [])),
+        latency_line(data.get("time_to_run")),
         Text.assemble(
             ("totals ", "bold"),
             f"mcall {totals['mcall']} ({totals['mcall'] / duration:.0f}/s), switches {totals['switches']}, "
@@ -264,6 +283,19 @@ def report_renderable(data: dict[str, Any]) -> Group:
                     f"  {origin['exits'] / duration:>10,.0f}  {origin['creator']} "
                     f"({origin['creator_file'].rsplit('/', 1)[-1]}:{origin['creator_line']})"
                     f" -> {origin['function']}"
+                )
+            )
+    sites = [site for site in data.get("sites", []) if site["function"] not in ("other", "?")][:5]
+    if sites:
+        lines.append(
+            Text("where goroutines give up their thread (mcalls/s: reason, the code there)", style="bold")
+        )
+        for site in sites:
+            via = f" in {site['via']}" if site["via"] else ""
+            lines.append(
+                Text(
+                    f"  {site['count'] / duration:>10,.0f}  {site['wait_reason'] or site['reason']}{via} at "
+                    f"{site['function']} ({site['file'].rsplit('/', 1)[-1]}:{site['line']})"
                 )
             )
     changes = data.get("gomaxprocs_changes", [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from tracer.collect.snapshot import Cost, PSample, RuntimeState, Snapshot, TraceHeader
+from tracer.collect.snapshot import Cost, McallSite, PSample, RuntimeState, Snapshot, TraceHeader
 
 HEADER = TraceHeader(
     pid=777,
@@ -83,4 +83,19 @@ def snapshot(index: int, p_count: int = 8) -> Snapshot:
             cpu_fraction=0.0123, target_cpu_fraction=1.5 if index % 3 else None, tracer_cpu_fraction=0.004
         ),
         sampled={"mcall": 0.02, "switch": 0.031} if index % 4 == 1 else {},
+        sites=(
+            McallSite(
+                "park_m",
+                "chan receive",
+                "main.consume",
+                "/srv/q.go",
+                40,
+                "",
+                "main.worker",
+                "/srv/q.go",
+                30,
+                900 + index,
+            ),
+        ),
+        time_to_run={512: 40 + index, 2_621_440: index} if index % 5 else None,
     )

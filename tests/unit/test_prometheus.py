@@ -189,3 +189,47 @@ def test_goroutine_origins_are_a_bounded_set_of_counters() -> None:
     assert counts[("main.make29", "129")] == 3 * 30  # the most frequent, summed over the trace
     total = 3 * sum(1 + n for n in range(30))
     assert sum(counts.values()) == total and ("other", "0") in counts
+
+
+def test_sites_and_scheduling_latency_are_bounded_series() -> None:
+    """mcalls by site: the trace's top SITE_SERIES and "other". Scheduling latency: the runtime's
+    histogram in fixed buckets, cumulative, its count every sample."""
+    from dataclasses import replace
+
+    from tracer.collect.snapshot import McallSite
+    from tracer.sinks.prometheus import SITE_SERIES
+
+    sink = PrometheusSink("127.0.0.1:0")
+    try:
+        sink.start(HEADER)
+        for index in range(1, 3):
+            sites = tuple(
+                McallSite(
+                    "park_m",
+                    "chan receive",
+                    f"main.f{n}",
+                    "/src/a.go",
+                    n,
+                    "",
+                    "main.g",
+                    "/src/a.go",
+                    1,
+                    10 + n,
+                )
+                for n in range(15)
+            )
+            # 2 us (bucket [1536, 2048) ns) x 90 and 3 ms (its [2621440, 3145728) ns) x 10
+            latencies = {1536: 90, 2621440: 10}
+            sink.update(replace(snapshot(index, 2), sites=sites, time_to_run=latencies))
+        scraped = _scrape(sink.port)
+    finally:
+        sink.stop()
+    sites_seen = {
+        sample.labels["function"]: sample.value for sample in scraped["go_sched_mcalls_by_site_total"]
+    }
+    assert len(sites_seen) == SITE_SERIES + 1 and sites_seen["main.f14"] == 2 * 24
+    assert sum(sites_seen.values()) == 2 * sum(10 + n for n in range(15))
+    buckets = {sample.labels["le"]: sample.value for sample in scraped["go_sched_time_to_run_seconds_bucket"]}
+    assert buckets["1e-06"] == 0 and buckets["1e-05"] == 180 and buckets["0.001"] == 180
+    assert buckets["0.01"] == buckets["+Inf"] == 200
+    assert scraped["go_sched_time_to_run_seconds_count"][0].value == 200

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tracer.collect import latency
 from tracer.collect.limits import LimitsReader
 from tracer.collect.runtime_state import PState, RuntimeReader, TargetExited
 from tracer.collect.snapshot import (
@@ -72,6 +73,17 @@ def _cpu_samples(raw: RawCounters, previous: RawCounters, slot: int) -> dict[str
         for name, after, earlier in zip(layout.CPU_CATEGORY_NAMES, now, before, strict=True)
         if after != earlier
     }
+
+
+def _scale(factor: float, seen: int, total: int) -> float:
+    """How a sampled interval's tables (origins, sites) are scaled: to the interval's estimated
+    count of their events, the per-P counters'. Scaled by the step's factor alone they would not
+    add up to it: the tables are read a few milliseconds after the counters, and a window open
+    then puts its hits in one interval's tables and the next one's counters, each scaled by its
+    own factor (one trace's sleeps read 2x the parks). Exact intervals keep their counts."""
+    if factor == 1.0 or seen <= 0 or total <= 0:
+        return factor
+    return total / seen
 
 
 def short_name(function: str) -> str:
@@ -171,6 +183,25 @@ class Collector:
         self._previous_unknown = dict(raw.unknown_reason_pcs)
         self._previous_cpu = self.runtime.cpu_seconds() if self.runtime else None
         self._previous_own_cpu = own_cpu_seconds()
+        self._previous_time_to_run = self._read_time_to_run()
+
+    def _read_time_to_run(self) -> tuple[int, ...] | None:
+        if self.runtime is None:
+            return None
+        with contextlib.suppress(TargetExited):
+            return self.runtime.time_to_run()
+        return None
+
+    def _time_to_run(self) -> dict[int, int] | None:
+        """The interval's scheduling latencies from the runtime's own histogram, {lower bound ns:
+        count}; None where it cannot be read (latency.py)."""
+        now = self._read_time_to_run()
+        before, self._previous_time_to_run = self._previous_time_to_run, now
+        if now is None or self.runtime is None:
+            return None
+        if before is None:
+            return {}  # first read (runtime.sched just located): the next interval has a difference
+        return latency.by_bound(latency.difference(now, before), self.runtime.go_minor)
 
     def _learn(self, raw: RawCounters) -> None:
         """Give mcall targets the table did not know a slot of their own, so later calls are
@@ -224,15 +255,19 @@ class Collector:
             self._lines[pc] = where
         return where
 
-    def _origins(self, raw: RawCounters, previous: RawCounters, factor: float) -> tuple[Origin, ...]:
+    def _origins(
+        self, raw: RawCounters, previous: RawCounters, factor: float, exits: int
+    ) -> tuple[Origin, ...]:
         """The interval's goroutine exits by origin, most first: the top TOP_ORIGINS, then the
-        rest summed as one entry (`other`), scaled like the mcall group's counts."""
+        rest summed as one entry (`other`). Sampled, they are shares of the interval's
+        (estimated) `exits` (see _scale)."""
         deltas = [
             (count - previous.origins.get(key, 0), key)
             for key, count in raw.origins.items()
             if count > previous.origins.get(key, 0)
         ]
         deltas.sort(reverse=True)
+        factor = _scale(factor, sum(count for count, _ in deltas), exits)
         origins = []
         for count, (gopc, startpc) in deltas[:TOP_ORIGINS]:
             # gopc is the return address of the go statement's call to newproc: its line is the
@@ -288,16 +323,22 @@ class Collector:
         self._site_keys[raw_key] = key
         return key
 
-    def _sites(self, raw: RawCounters, previous: RawCounters, factor: float) -> tuple[McallSite, ...]:
-        """The interval's mcalls by site, most first (TOP_SITES, then "other"), scaled like the
-        mcall group's counts."""
+    def _sites(
+        self, raw: RawCounters, previous: RawCounters, factor: float, by_reason: dict[str, int]
+    ) -> tuple[McallSite, ...]:
+        """The interval's mcalls by site, most first (TOP_SITES, then "other"). Sampled, each
+        reason's sites are shares of the interval's (estimated) count of that reason, `by_reason`
+        (see _scale)."""
         counts: dict[tuple[Any, ...], int] = {}
+        seen: dict[str, int] = {}
         for raw_key, count in raw.sites.items():
             delta = count - previous.sites.get(raw_key, 0)
             if delta > 0:
                 key = self._site_key(raw_key)
                 counts[key] = counts.get(key, 0) + delta
-        sites = [McallSite(*key, count=round(count * factor)) for key, count in counts.items()]
+                seen[key[0]] = seen.get(key[0], 0) + delta
+        scales = {reason: _scale(factor, total, by_reason.get(reason, 0)) for reason, total in seen.items()}
+        sites = [McallSite(*key, count=round(count * scales[key[0]])) for key, count in counts.items()]
         return merge_sites(sites)
 
     @property
@@ -340,6 +381,10 @@ class Collector:
             no_p = no_p.scaled(factors)
             wait_factor = factors.get(WAIT_REASONS_GROUP, 1.0)
             wait_reasons = {name: round(count * wait_factor) for name, count in wait_reasons.items()}
+        by_reason: dict[str, int] = {}
+        for sample in (*per_p, no_p):
+            for reason, count in sample.mcall_by_reason.items():
+                by_reason[reason] = by_reason.get(reason, 0) + count
         probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
         sampler_seconds = sum(sample.cpu_sample_count for sample in (*per_p, no_p)) * SAMPLE_SECONDS
 
@@ -373,6 +418,7 @@ class Collector:
             ),
             sampled=sampled,
             limits=self.limits.read() if self.limits is not None else Limits(),
-            origins=self._origins(raw, previous, factors.get("mcall", 1.0)),
-            sites=self._sites(raw, previous, factors.get("mcall", 1.0)),
+            origins=self._origins(raw, previous, factors.get("mcall", 1.0), by_reason.get("goexit0", 0)),
+            sites=self._sites(raw, previous, factors.get("mcall", 1.0), by_reason),
+            time_to_run=self._time_to_run(),
         )

@@ -83,12 +83,12 @@ def quantile(histogram: Mapping[int, int], q: float) -> float | None:
     for index, bound in enumerate(ordered):
         seen += histogram[bound]
         if seen >= rank:
-            upper = _upper_bound(bound)
+            upper = upper_bound(bound)
             return (upper if index + 1 >= len(ordered) else min(upper, ordered[index + 1])) / 1e9
-    return _upper_bound(ordered[-1]) / 1e9
+    return upper_bound(ordered[-1]) / 1e9
 
 
-def _upper_bound(bound: int) -> int:
+def upper_bound(bound: int) -> int:
     """A slot's upper bound from its lower bound alone: the next sub-bucket's, whichever layout
     (widths are a quarter of the power of two below the bound in Go 1.20+, a sixteenth before;
     the quarter is the wider, so an upper bound in both)."""

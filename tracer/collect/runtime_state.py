@@ -12,6 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from tracer.collect import latency
 from tracer.collect.snapshot import P_STATUS_NAMES, RuntimeState
 from tracer.errors import NoTarget
 from tracer.target.inspect import TargetInfo
@@ -51,6 +52,7 @@ class RuntimeReader:
         self.sched = info.variables.get("runtime.sched")
         self._sched_candidates = list(info.sched_candidates) if self.sched is None else []
         self.gomaxprocs = info.variables.get("runtime.gomaxprocs")
+        self.go_minor = info.go_version.minor
         try:
             self._mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         except FileNotFoundError:
@@ -233,6 +235,18 @@ class RuntimeReader:
             idle_ms=idle_ms,
             threads=threads,
         )
+
+    def time_to_run(self) -> tuple[int, ...] | None:
+        """sched.timeToRun's counts now (tracer/collect/latency.py), or None where they cannot be
+        read: no offset for this release, or runtime.sched not (yet) located."""
+        offset = self.offsets.get("schedt.timeToRun")
+        if offset is None or self.sched is None:
+            return None
+        layout = latency.layout_for(self.go_minor)
+        data = self._read(self.sched + self.bias + offset, 8 * layout.counts)
+        if data is None:
+            return None
+        return struct.unpack(f"<{layout.counts}Q", data)
 
     def thread_ids(self) -> set[int]:
         try:

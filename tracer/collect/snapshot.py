@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
+from tracer.collect.latency import merge
+
 NO_P = -1  # PSample.p for events on threads that held no P
 
 # Counters that add up across intervals and across Ps.
@@ -332,6 +334,9 @@ class Snapshot:
     limits: Limits = field(default_factory=Limits)
     origins: tuple[Origin, ...] = ()  # goroutine exits by origin, most first (TOP_ORIGINS)
     sites: tuple[McallSite, ...] = ()  # mcalls by site, most first (TOP_SITES)
+    # How long goroutines waited runnable, from the runtime's sched.timeToRun: {lower bound ns:
+    # count} (tracer/collect/latency.py); None where the histogram cannot be read.
+    time_to_run: dict[int, int] | None = None
 
     @property
     def exact(self) -> bool:
@@ -372,6 +377,11 @@ class Snapshot:
             limits=Limits(**known_fields(Limits, data.get("limits", {}))),
             origins=tuple(Origin(**known_fields(Origin, item)) for item in data.get("origins", [])),
             sites=tuple(McallSite(**known_fields(McallSite, item)) for item in data.get("sites", [])),
+            time_to_run=(
+                {int(bound): int(count) for bound, count in data["time_to_run"].items()}
+                if isinstance(data.get("time_to_run"), dict)
+                else None
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -398,6 +408,11 @@ class Snapshot:
             "limits": self.limits.to_json(),
             "origins": [origin.to_json() for origin in self.origins],
             "sites": [site.to_json() for site in self.sites],
+            "time_to_run": (
+                {str(bound): count for bound, count in sorted(self.time_to_run.items())}
+                if self.time_to_run is not None
+                else None
+            ),
         }
 
 
@@ -503,6 +518,7 @@ def merge_snapshots(snapshots: list[Snapshot], index: int) -> Snapshot:
         limits=_merge_limits([snapshot.limits for snapshot in snapshots]),
         origins=merge_origins([origin for snapshot in snapshots for origin in snapshot.origins]),
         sites=merge_sites([site for snapshot in snapshots for site in snapshot.sites]),
+        time_to_run=merge_time_to_run([snapshot.time_to_run for snapshot in snapshots]),
     )
 
 
@@ -539,6 +555,12 @@ def _merge_counted(
     if rest:
         merged.append(replace(other, **{count_field: rest}))
     return tuple(merged)
+
+
+def merge_time_to_run(histograms: list[dict[int, int] | None]) -> dict[int, int] | None:
+    """Scheduling latencies of several intervals as one; None where none could be read."""
+    known = [histogram for histogram in histograms if histogram is not None]
+    return merge(known) if known else None
 
 
 OTHER_ORIGIN = Origin("other", "?", 0, "other", "?", 0, 0)

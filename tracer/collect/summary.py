@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from tracer.collect.changes import GomaxprocsChange, GomaxprocsWatch
-from tracer.collect.snapshot import NO_P, TOP_ORIGINS, PSample, Snapshot, TraceHeader, _add_maps, total_of
+from tracer.collect.snapshot import (
+    NO_P,
+    TOP_ORIGINS,
+    TOP_SITES,
+    PSample,
+    Snapshot,
+    TraceHeader,
+    _add_maps,
+    total_of,
+)
 from tracer.findings.evidence import Evidence
 from tracer.findings.rules import evaluate
 
@@ -85,4 +94,8 @@ class Summary:
             "findings": [finding.to_json() for finding in evaluate(self.evidence)],
             # goroutine exits by origin over the whole trace, most first
             "origins": [origin.to_json() for origin in self.evidence.origins[:TOP_ORIGINS]],
+            # mcalls by site over the whole trace, most first
+            "sites": [site.to_json() for site in self.evidence.sites[:TOP_SITES]],
+            # how long goroutines waited runnable (the runtime's sched.timeToRun); null: unreadable
+            "time_to_run": latency.to_json() if (latency := self.evidence.latency) is not None else None,
         }

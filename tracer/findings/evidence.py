@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tracer.collect.cpu_share import CpuShare, cpu_share
+from tracer.collect.latency import LatencySummary, summarize
 from tracer.collect.snapshot import (
     Limits,
     McallSite,
@@ -17,6 +18,7 @@ from tracer.collect.snapshot import (
     TraceHeader,
     merge_origins,
     merge_sites,
+    merge_time_to_run,
     total_of,
 )
 
@@ -51,6 +53,8 @@ class Evidence:
     wait_reasons: dict[str, int] = field(default_factory=dict)  # park_m's, by g.waitreason
     origins: tuple[Origin, ...] = ()  # goroutine exits by origin, the most frequent ORIGINS_KEPT
     sites: tuple[McallSite, ...] = ()  # mcalls by site, the most frequent SITES_KEPT
+    # Scheduling latencies from sched.timeToRun ({lower bound ns: count}); None: not readable.
+    time_to_run: dict[int, int] | None = None
 
     @classmethod
     def of(cls, snapshots: Iterable[Snapshot], header: TraceHeader | None = None) -> Evidence:
@@ -93,6 +97,8 @@ class Evidence:
             self.origins = merge_origins([*self.origins, *snapshot.origins], ORIGINS_KEPT)
         if snapshot.sites:
             self.sites = merge_sites([*self.sites, *snapshot.sites], SITES_KEPT)
+        if snapshot.time_to_run is not None:
+            self.time_to_run = merge_time_to_run([self.time_to_run, snapshot.time_to_run])
 
     # ---- what the rules read -------------------------------------------------------------------
 
@@ -122,6 +128,11 @@ class Evidence:
         if not share.samples:
             return None
         return sum(share.parts.get(part, 0) for part in parts) / share.samples
+
+    @property
+    def latency(self) -> LatencySummary | None:
+        """Scheduling latency over the evidence (None: the runtime's histogram is not readable)."""
+        return summarize(self.time_to_run) if self.time_to_run is not None else None
 
     @property
     def mean_idle_ps(self) -> float | None:

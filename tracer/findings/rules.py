@@ -39,6 +39,9 @@ RUNQ_SPREAD = 8.0  # mean goroutines between the longest and shortest local run 
 GC_CPU_SHARE = 0.05
 NETPOLL_CPU_SHARE = 0.05
 TIMER_PARKS_PER_SECOND = 5_000
+# Preemption is a warning once goroutines wait this long to run (p99 of sched.timeToRun): the
+# CPU-bound goroutines then hold the Ps others need, not just take turns among themselves.
+PREEMPTION_LATENCY_SECONDS = 0.010
 
 # mcall reasons by what happened; a release names each by one of these (see MCALL_TARGETS).
 PARK_REASONS = ("park_m",)
@@ -73,6 +76,14 @@ def _reason_rate(evidence: Evidence, threshold: float, *reasons: str) -> float |
     return rate if _enough(evidence, count) and rate >= threshold else None
 
 
+def _latency_note(evidence: Evidence) -> dict[str, float | None]:
+    """How long goroutines waited to run, where the runtime's histogram says (latency.py)."""
+    latency = evidence.latency
+    if latency is None or not latency.samples:
+        return {}
+    return {"time_to_run_p50_seconds": latency.p50_seconds, "time_to_run_p99_seconds": latency.p99_seconds}
+
+
 def _estimate_note(evidence: Evidence, group: str) -> dict[str, bool]:
     return {"estimated": True} if evidence.estimated(group) else {}
 
@@ -93,6 +104,7 @@ def gomaxprocs_over_cpus(evidence: Evidence) -> Finding | None:
             "cpus": cpus,
             "steal_failure_rate": failure,
             "findrunnable_stealwork_cpu_share": spinning,
+            **_latency_note(evidence),
         },
         explains=spinning,
         fix=f"Set GOMAXPROCS={cpus} (the CPUs this process may run on), or leave it unset.",
@@ -121,7 +133,12 @@ def gomaxprocs_over_quota(evidence: Evidence) -> Finding | None:
         severity="warning" if (throttled or 0) < THROTTLED_SHARE else "critical",
         title=f"GOMAXPROCS is {procs} but the cgroup allows {limit:g} CPUs: the runtime runs more "
         "threads than it may, and the kernel throttles them.",
-        evidence={"gomaxprocs": procs, "cpu_limit": limit, "throttled_share": throttled},
+        evidence={
+            "gomaxprocs": procs,
+            "cpu_limit": limit,
+            "throttled_share": throttled,
+            **_latency_note(evidence),
+        },
         explains=evidence.part("findrunnable", "stealwork"),
         fix=fix + ".",
     )
@@ -143,6 +160,7 @@ def cpu_throttled(evidence: Evidence) -> Finding | None:
             "throttled_seconds_per_second": evidence.rate(evidence.throttled_seconds),
             "cpu_limit": limit,
             "cgroup": evidence.limits.cgroup,
+            **_latency_note(evidence),
         },
         explains=None,
         fix="Raise the CPU limit, or keep the runtime within it: GOMAXPROCS no higher than the limit "
@@ -289,11 +307,16 @@ def preemption(evidence: Evidence) -> Finding | None:
     if rate is None:
         return None
     sites = _top_sites(evidence, PREEMPT_REASONS, by_goroutine=True)
+    waited = _latency_note(evidence).get("time_to_run_p99_seconds")
     return Finding(
         id="preemption",
-        severity="info",
+        severity="warning" if (waited or 0) >= PREEMPTION_LATENCY_SECONDS else "info",
         title=f"{rate:,.0f} preemptions a second: CPU-bound goroutines run past their time slice.",
-        evidence={"preemptions_per_second": rate, **_estimate_note(evidence, "mcall")},
+        evidence={
+            "preemptions_per_second": rate,
+            **_estimate_note(evidence, "mcall"),
+            **_latency_note(evidence),
+        },
         explains=_shared_part(evidence, *PREEMPT_REASONS),
         fix="Expected for CPU-bound work; if latency suffers, split long loops or give such work "
         "fewer goroutines than Ps."
@@ -333,7 +356,11 @@ def runqueue_imbalance(evidence: Evidence) -> Finding | None:
         id="runqueue-imbalance",
         severity="info",
         title=f"Local run queues differ by {spread:.0f} goroutines on average while work waits.",
-        evidence={"mean_runq_spread": spread, "mean_idle_ps": evidence.mean_idle_ps},
+        evidence={
+            "mean_runq_spread": spread,
+            "mean_idle_ps": evidence.mean_idle_ps,
+            **_latency_note(evidence),
+        },
         explains=None,
         fix="Work is created on a few Ps: spread its creation (several producers), or let "
         "consumers pull from a shared channel.",

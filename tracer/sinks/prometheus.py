@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from tracer.collect.cpu_share import recent_cpu_share
+from tracer.collect.latency import upper_bound
 from tracer.collect.snapshot import (
     NO_P,
     P_STATUS_NAMES,
+    McallSite,
     Origin,
     PSample,
     Snapshot,
     TraceHeader,
     merge_origins,
+    merge_sites,
+    merge_time_to_run,
 )
 from tracer.collect.summary import Summary
 from tracer.errors import EXIT_USAGE, TracerError
@@ -32,6 +36,7 @@ from tracer.findings import LiveFindings
 # Goroutine origins served as series: few enough that a scrape stays small, enough to name the
 # creators that matter.
 ORIGIN_SERIES = 10
+SITE_SERIES = 10
 DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
 CPU_SHARE_SECONDS = 10.0  # go_sched_mcall_cpu_ratio's window, as the live UI's
 
@@ -64,6 +69,34 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, number
 
 
+# Bucket bounds of go_sched_time_to_run_seconds: a fixed set, whatever the runtime's own buckets.
+TIME_TO_RUN_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _time_to_run_family(family, base: list[str], values: list[str], histogram: dict[int, int]):  # type: ignore[no-untyped-def]
+    """The runtime's scheduling latencies (sched.timeToRun) as a Prometheus histogram: each of its
+    buckets counted under the first bound its upper end does not exceed."""
+    metric = family(
+        "go_sched_time_to_run_seconds",
+        "How long goroutines waited runnable before they ran (the runtime's sched.timeToRun, "
+        "which samples 1 goroutine in 8), over the trace.",
+        labels=base,
+    )
+    counts = [0] * (len(TIME_TO_RUN_BUCKETS) + 1)
+    total_seconds = 0.0
+    for bound, count in histogram.items():
+        upper = upper_bound(bound) / 1e9
+        slot = next((i for i, le in enumerate(TIME_TO_RUN_BUCKETS) if upper <= le), len(TIME_TO_RUN_BUCKETS))
+        counts[slot] += count
+        total_seconds += count * (bound + upper_bound(bound)) / 2e9
+    buckets, cumulative = [], 0
+    for le, count in zip([*map(str, TIME_TO_RUN_BUCKETS), "+Inf"], counts, strict=True):
+        cumulative += count
+        buckets.append((le, cumulative))
+    metric.add_metric(values, buckets, total_seconds)
+    return metric
+
+
 def _p_label(p: int) -> str:
     return "none" if p == NO_P else str(p)
 
@@ -92,6 +125,8 @@ class PrometheusSink:
         # Goroutine exits by origin over the trace: a bounded set of series (the top
         # ORIGIN_SERIES, the rest under creator="other"), so that cardinality stays fixed.
         self._origins: tuple[Origin, ...] = ()
+        self._sites: tuple[McallSite, ...] = ()  # likewise, mcalls by site (SITE_SERIES)
+        self._time_to_run: dict[int, int] | None = None  # the trace's scheduling latencies
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         try:
@@ -119,6 +154,8 @@ class PrometheusSink:
             self._recent = deque(maxlen=math.ceil(CPU_SHARE_SECONDS / header.interval) + 1)
             self._findings = LiveFindings(header)
             self._origins = ()
+            self._sites = ()
+            self._time_to_run = None
 
     def update(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -132,6 +169,10 @@ class PrometheusSink:
             self._findings.update(snapshot)
             if snapshot.origins:
                 self._origins = merge_origins([*self._origins, *snapshot.origins], ORIGIN_SERIES)
+            if snapshot.sites:
+                self._sites = merge_sites([*self._sites, *snapshot.sites], SITE_SERIES)
+            if snapshot.time_to_run is not None:
+                self._time_to_run = merge_time_to_run([self._time_to_run, snapshot.time_to_run])
 
     def finish(self, summary: Summary, reason: str) -> None:
         pass  # the totals stay served until stop(): a last scrape sees the whole trace
@@ -195,6 +236,8 @@ class PrometheusSink:
             tracer_cpu_seconds = self._tracer_cpu_seconds
             findings = list(self._findings.current)
             origins = self._origins
+            sites = self._sites
+            time_to_run = self._time_to_run
         if not labels:
             return
         base = list(labels)
@@ -226,6 +269,21 @@ class PrometheusSink:
                 origin.exits,
             )
         yield created
+        blocked = CounterMetricFamily(
+            "go_sched_mcalls_by_site",
+            "Goroutines giving up their thread (runtime.mcall but goroutine exits), by reason, wait "
+            f"reason and the program's code there (the top {SITE_SERIES} of the trace; the rest "
+            'under function="other").',
+            labels=[*base, "reason", "wait_reason", "function", "file", "line"],
+        )
+        for site in sites:
+            blocked.add_metric(
+                [*base_values, site.reason, site.wait_reason, site.function, site.file, str(site.line)],
+                site.count,
+            )
+        yield blocked
+        if time_to_run is not None:
+            yield _time_to_run_family(HistogramMetricFamily, base, base_values, time_to_run)
 
         mcalls = CounterMetricFamily(
             "go_sched_mcalls",

@@ -63,6 +63,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("schedt.pidle", ("pidle",), 0),
     FieldSpec("schedt.gcwaiting", ("gcwaiting",), 0),
     FieldSpec("schedt.stopwait", ("stopwait",), 4),
+    # The runtime's histogram of how long goroutines wait runnable (tracer/collect/latency.py).
+    FieldSpec("schedt.timeToRun", ("timeToRun",), 0),
 )
 
 STRUCTS = sorted({spec.struct for spec in FIELDS})

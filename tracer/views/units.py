@@ -16,6 +16,16 @@ def si(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
 
 
+def seconds(value: float | None) -> str:
+    """A short duration: 0.0000021 -> "2.1µs", 0.0032 -> "3.2ms", 1.5 -> "1.5s"; None -> "-"."""
+    if value is None:
+        return "-"
+    for limit, scale, unit in ((1.0, 1.0, "s"), (1e-3, 1e3, "ms"), (1e-6, 1e6, "µs")):
+        if value >= limit:
+            return f"{value * scale:.3g}{unit}"
+    return f"{value * 1e9:.3g}ns"
+
+
 ESTIMATE_MARK = "~"  # before a count the overhead budget estimated from sampled probes
 
 
