@@ -158,7 +158,7 @@ def held_run(
             before = None
             if probes == "sched":
                 loaded.set_reason_table(0)
-                before = loaded.read()
+                before = loaded.read(loaded.plan.max_p)  # every P slot: p_high moves only with findRunnable
         else:
             before = None
         program.release()
@@ -167,9 +167,10 @@ def held_run(
         program.exit_code = code
         result = {"cpu": cpu, "exit": code}
         if loaded is not None and before is not None:
-            after = loaded.read()
+            after = loaded.read(loaded.plan.max_p)  # every P slot: p_high moves only with findRunnable
             deltas = {}
-            pairs = list(zip(after.per_p, before.per_p, strict=True))
+            # per_p is keyed by P slot; a slot first read after the start counts from zero
+            pairs = [(now, before.per_p.get(slot, (0,) * len(now))) for slot, now in after.per_p.items()]
             for field, words in P_COUNTER_SLICES.items():
                 if words.stop - words.start == 1:
                     deltas[field] = sum(a[words.start] - b[words.start] for a, b in pairs)

@@ -624,9 +624,13 @@ def findings_lines(header: TraceHeader, history: History, width: int, max_lines:
     lines = []
     for finding in found[:max_lines]:
         explains = f" (explains {percent(finding.explains)} of CPU)" if finding.explains is not None else ""
+        # The code first, where the rule names it: on a narrow screen it is what survives.
+        top = finding.sites[0] if finding.sites else None
+        where = f" at {top.function} ({top.file.rsplit('/', 1)[-1]}:{top.line})" if top else ""
         line = Text.assemble(
             (f"{finding.severity} ", FINDING_STYLES.get(finding.severity, "")),
             (finding.id, "bold"),
+            (where, "cyan"),
             f": {finding.title}{explains}",
             no_wrap=True,
             overflow="ellipsis",
