@@ -8,6 +8,7 @@ import pytest
 
 from tracer.collect.collector import (
     EMULATED_HIT_SECONDS,
+    SITE_WALK_SECONDS,
     STEPPED_HIT_SECONDS,
     TRACEPOINT_HIT_SECONDS,
     Collector,
@@ -125,7 +126,9 @@ def test_deltas_rates_names_and_cost() -> None:
         "runqsteal_ret": 8,
         "sched_migrate_task": 3,
     }
-    expected_cost = (195 * EMULATED_HIT_SECONDS + 16 * STEPPED_HIT_SECONDS + 3 * TRACEPOINT_HIT_SECONDS) / 2.0
+    # mcall's hits also pay for its site walk
+    emulated = 195 * EMULATED_HIT_SECONDS + 105 * SITE_WALK_SECONDS
+    expected_cost = (emulated + 16 * STEPPED_HIT_SECONDS + 3 * TRACEPOINT_HIT_SECONDS) / 2.0
     assert snapshot.cost.cpu_fraction == pytest.approx(expected_cost)
     # The unknown mcall target got a slot of its own, under its name.
     assert learned == [(2, 0x99)]
