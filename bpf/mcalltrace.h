@@ -142,7 +142,7 @@ struct mct_stack_key {
  * category, and a frame in runtime.mcall means the sample is under mcall (the scheduler on g0).
  * A sample under mcall with no inner category counts as MCT_CPU_MCALL_OTHER (the mcall
  * function's own work: park_m, goexit0, ...); one that is not under mcall as
- * MCT_CPU_OUTSIDE_MCALL, whatever its inner category. */
+ * MCT_CPU_OUTSIDE_MCALL, or MCT_CPU_GC_OUTSIDE when its inner category is GC. */
 #define MCT_CPU_OUTSIDE_MCALL 0
 #define MCT_CPU_MCALL_OTHER 1
 #define MCT_CPU_SCHEDULE 2     /* runtime.schedule, outside findRunnable */
@@ -151,7 +151,9 @@ struct mct_stack_key {
 #define MCT_CPU_NETPOLL 5      /* the network poller: runtime.netpoll*, epoll_wait */
 #define MCT_CPU_GC 6           /* the garbage collector's functions (runtime.gc*, markroot, ...) */
 #define MCT_CPU_NO_STACK 7     /* the user stack could not be read */
-#define MCT_CPU_CATEGORIES 8
+#define MCT_CPU_GC_OUTSIDE 8   /* not under mcall, in a GC function: background mark workers and
+                                * assists run the GC on goroutines (through systemstack) */
+#define MCT_CPU_CATEGORIES 9
 /* In the function table only (never a sample's category): runtime.mcall itself, and the
  * functions where Go's own unwinder stops because they switch stacks (runtime.gogo, which pprof
  * shows as a root of its own): a sample in one is not under mcall. */

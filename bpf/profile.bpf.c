@@ -87,11 +87,11 @@ static __always_inline u32 classify(struct mct_cpu_config *config, struct mct_us
         if (category == MCT_CPU_MCALL)
             return inner ? inner : MCT_CPU_MCALL_OTHER;
         if (category == MCT_CPU_ROOT)
-            return MCT_CPU_OUTSIDE_MCALL;
+            break;
         if (category != 0 && inner == 0)
             inner = category;
     }
-    return MCT_CPU_OUTSIDE_MCALL;
+    return inner == MCT_CPU_GC ? MCT_CPU_GC_OUTSIDE : MCT_CPU_OUTSIDE_MCALL;
 }
 
 int on_cpu_sample(struct bpf_perf_event_data *ctx)

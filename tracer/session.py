@@ -38,6 +38,7 @@ from tracer.target.functions import GoFunctions
 from tracer.target.inspect import TargetInfo, inspect_target
 from tracer.target.pclntab import PclntabError
 from tracer.target.process import load_bias, process_alive
+from tracer.target.workload_labels import labels_of_pid
 
 # The budget's looks at the groups it watches (always attached, or in long windows): one every
 # _LOOK_SECONDS, and one at once when the kernel's alarm says a watched group has taken, since
@@ -255,6 +256,7 @@ class LiveSource:
             kernel=platform.release(),
             hostname=platform.node(),
             tool_version=__version__,
+            workload=labels_of_pid(self.pid).to_json(),
         )
 
     def _without_sampler(self, err: TracerError) -> None:

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ALL_VERSIONS, GoPrograms
 from tests.integration.live import ROOT, LineReader, Scenario, require_root_and_bcc, traced_run
+from tracer.target.cgroup import parse_proc_cgroup
+from tracer.target.workload_labels import cgroup_path
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families
@@ -55,6 +58,12 @@ def test_scraped_series_agree_with_the_json_summary(go_programs: GoPrograms) -> 
         sample.labels["pid"] == str(scenario.pid) and sample.labels["binary"] == header["binary"]
         for sample in samples
     )
+    # ... and its cgroup, as the kernel placed it (the tracer's own here: `run` starts it)
+    assert header["workload"]["cgroup"] and all(
+        sample.labels["cgroup"] == header["workload"]["cgroup"] for sample in samples
+    )
+    own = cgroup_path(parse_proc_cgroup(Path("/proc/self/cgroup").read_text()))
+    assert header["workload"]["cgroup"] == own
     exits = {
         sample.labels["p"]: sample.value
         for sample in samples

@@ -287,3 +287,45 @@ def test_parks_syscalls_and_preemptions_name_their_code() -> None:
     )
     # Go 1.26+'s asynchronous preemption is a preemption; its site is the goroutine's function.
     assert found["preemption"].sites == (Site("main.worker", "/srv/app.go", 5, 1_500.0),)
+
+
+def test_preemption_speaks_only_where_goroutines_wait_behind_it() -> None:
+    """Exactly GOMAXPROCS CPU-bound goroutines are preempted every 10 ms with nobody waiting: no
+    finding. Eight on two Ps wait tens of milliseconds to run: a warning."""
+    crunch = replace(HEALTHY, mcall_by_reason={"asyncPreempt2.func1": 200}, cpu_samples=cpu(schedule=3))
+    quick = {512: 5_000, 1024: 100}  # p99 about 1 us
+    slow = {512: 50, 2_621_440: 40, 41_943_040: 30}  # p99 about 50 ms
+    assert ids([replace(s, time_to_run=quick) for s in trace(per_p=(crunch,))]) == []
+    found = find([replace(s, time_to_run=slow) for s in trace(per_p=(crunch,))], HEADER_99)
+    assert [(finding.id, finding.severity) for finding in found] == [("preemption", "warning")]
+    assert found[0].evidence["time_to_run_p99_seconds"] > 0.01
+
+
+def test_gc_on_goroutines_counts_and_sleeps_are_not_handoffs() -> None:
+    """GC mark work runs on goroutines, outside mcall: it counts toward the gc finding, though
+    it explains nothing of mcall. Parks that are sleeps are timers' parks, not handoffs."""
+    collecting = replace(
+        HEALTHY,
+        mcall_by_reason={"park_m": 30_000},
+        cpu_samples={**cpu(schedule=10), "gc_outside_mcall": 30, "outside_mcall": 110},
+    )
+    found = {
+        f.id: f
+        for f in find(trace(per_p=(collecting,), waits={"sleep": 29_000, "chan receive": 1_000}), HEADER_99)
+    }
+    assert found["gc"].evidence["gc_cpu_share"] == pytest.approx(0.2)
+    assert found["gc"].explains == 0.0
+    assert "blocking-handoffs" not in found  # 1k handoffs a second: the rest are sleeps
+    assert found["timers"].explains == pytest.approx(10 / 150 * 29 / 30)
+
+
+def test_shares_need_samples_enough() -> None:
+    """A mostly idle target: 20 samples over the trace, 3 of them in the poller, is 15% of
+    nothing much: no netpoll finding and no share."""
+    idle = replace(HEALTHY, cpu_samples={})
+    snapshots = trace(per_p=(idle,))
+    snapshots[0] = replace(
+        snapshots[0], per_p=(replace(idle, cpu_samples={"netpoll": 3, "outside_mcall": 17}),)
+    )
+    assert "netpoll" not in ids(snapshots)
+    assert Evidence.of(snapshots, HEADER_99).part("netpoll") is None

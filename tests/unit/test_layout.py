@@ -54,6 +54,7 @@ CONSTANTS = {
     "MCT_CPU_NETPOLL": layout.CPU_NETPOLL,
     "MCT_CPU_GC": layout.CPU_GC,
     "MCT_CPU_NO_STACK": layout.CPU_NO_STACK,
+    "MCT_CPU_GC_OUTSIDE": layout.CPU_GC_OUTSIDE,
     "MCT_CPU_CATEGORIES": layout.CPU_CATEGORIES,
     "MCT_CPU_MCALL": layout.CPU_MCALL,
     "MCT_CPU_ROOT": layout.CPU_ROOT,

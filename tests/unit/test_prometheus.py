@@ -51,7 +51,14 @@ def test_series_match_the_totals_of_the_same_snapshots() -> None:
     finally:
         sink.stop()
 
-    labels = {"pid": "777", "binary": "/srv/payments"}
+    labels = {
+        "pid": "777",
+        "binary": "/srv/payments",
+        "cgroup": "",
+        "container_id": "",
+        "pod_uid": "",
+        "systemd_unit": "",
+    }
     assert all(
         {key: sample.labels[key] for key in labels} == labels
         for series in samples.values()

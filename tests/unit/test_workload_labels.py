@@ -71,3 +71,22 @@ def test_labels_of_real_cgroup_paths(path: str, container: str, pod: str, unit: 
 def test_unknown_path() -> None:
     assert labels_of(None) == WorkloadLabels("")
     assert labels_of("").to_json() == {"cgroup": "", "container_id": "", "pod_uid": "", "systemd_unit": ""}
+
+
+def test_a_process_is_labelled_from_its_proc_cgroup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """v2's path where it places the process; on a hybrid host whose v2 path is the root, the
+    cpu controller's v1 path; nothing for a process that is gone."""
+    from tracer.target.workload_labels import labels_of_pid
+
+    def process(pid: int, text: str) -> None:
+        (tmp_path / "proc" / str(pid)).mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "cgroup").write_text(text)
+
+    process(10, f"0::/system.slice/docker-{ID}.scope\n")
+    process(11, f"12:cpu,cpuacct:/kubepods/besteffort/pod{UID}/{ID}\n1:name=systemd:/x\n0::/\n")
+    process(12, "0::/system.slice/payments.service\n")
+    assert labels_of_pid(10, str(tmp_path)).container_id == ID
+    hybrid = labels_of_pid(11, str(tmp_path))
+    assert (hybrid.container_id, hybrid.pod_uid) == (ID, UID)
+    assert labels_of_pid(12, str(tmp_path)).systemd_unit == "payments.service"
+    assert labels_of_pid(99, str(tmp_path)) == WorkloadLabels("")

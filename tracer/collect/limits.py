@@ -26,13 +26,26 @@ class LimitsReader:
             return True
         return state in ("Z", "X")
 
+    def _cpus(self) -> int | None:
+        """The CPUs the process may run on: the union of its threads' affinities. Not the main
+        thread's alone: a thread that pins itself (LockOSThread, then sched_setaffinity) would
+        make a whole process read as one CPU while it sits on the main thread."""
+        allowed: set[int] = set()
+        try:
+            tids = os.listdir(os.path.join(self.root, f"proc/{self.pid}/task"))
+        except OSError:
+            tids = [str(self.pid)]
+        for tid in tids:
+            try:
+                allowed |= os.sched_getaffinity(int(tid))
+            except (OSError, ValueError):  # exited since the listing, or not ours to ask
+                continue
+        return len(allowed) or None
+
     def read(self) -> Limits:
         if self._exited():
             return Limits()
-        try:
-            cpus: int | None = len(os.sched_getaffinity(self.pid))
-        except OSError:  # gone, or not ours to ask
-            cpus = None
+        cpus = self._cpus()
         limit = cpu_limit(self.pid, self.root, self._mounts)
         if limit is None:
             return Limits(cpus=cpus)

@@ -59,7 +59,9 @@ WAIT_REASONS_GROUP = "mcall"  # Snapshot.wait_reasons come from mcall's probe
 CPU_UNDER_MCALL = ("schedule", "findrunnable", "stealwork", "netpoll", "gc", "mcall_other")
 CPU_OUTSIDE_MCALL = "outside_mcall"
 CPU_NO_STACK = "no_stack"  # on CPU, but its user stack could not be read
-CPU_CATEGORIES = (CPU_OUTSIDE_MCALL, *CPU_UNDER_MCALL, CPU_NO_STACK)
+# Outside mcall, in the GC: mark workers and assists, which run on goroutines.
+CPU_GC_OUTSIDE = "gc_outside_mcall"
+CPU_CATEGORIES = (CPU_OUTSIDE_MCALL, *CPU_UNDER_MCALL, CPU_NO_STACK, CPU_GC_OUTSIDE)
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -437,6 +439,9 @@ class TraceHeader:
     cpu_sample_hz: int = 0  # on-CPU samples a second of each CPU's time (0: the sampler was off)
     # How probes went in and out (tracer/probes/backends.py): "uprobe_multi", "perf_event"
     probe_backend: str = ""
+    # What the target's cgroup path says (tracer/target/workload_labels.py): cgroup,
+    # container_id, pod_uid, systemd_unit; "" where it says nothing.
+    workload: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -448,6 +453,7 @@ class TraceHeader:
         values = known_fields(cls, data)
         values["probes"] = tuple(values.get("probes", ()))
         values["offsets"] = dict(values.get("offsets", {}))
+        values["workload"] = {str(key): str(value) for key, value in values.get("workload", {}).items()}
         return cls(**values)
 
 

@@ -25,6 +25,7 @@ from tracer.collect.snapshot import (
 # Origins kept over a window or a whole trace: more than a snapshot keeps, so that one that is
 # second in every interval still ranks right over many.
 ORIGINS_KEPT = 50
+MIN_CPU_SAMPLES = 100  # on-CPU samples a share needs before it says anything
 SITES_KEPT = 100  # likewise for the mcall sites, of which a trace has more kinds
 
 
@@ -123,11 +124,20 @@ class Evidence:
         return cpu_share((self.totals,), self.sample_hz, self.seconds)
 
     def part(self, *parts: str) -> float | None:
-        """These parts' share of the target's CPU (under mcall), or None without samples."""
+        """These parts' share of the target's CPU (under mcall), or None without samples enough
+        (MIN_CPU_SAMPLES: at 99 Hz a mostly idle target gives a few dozen in seconds, and 5% of
+        those is two or three)."""
         share = self.cpu
-        if not share.samples:
+        if share.samples < MIN_CPU_SAMPLES:
             return None
         return sum(share.parts.get(part, 0) for part in parts) / share.samples
+
+    def sample_share(self, *categories: str) -> float | None:
+        """These sample categories' share of the target's CPU, under mcall or not (see part)."""
+        total = self.totals.cpu_sample_count
+        if total < MIN_CPU_SAMPLES:
+            return None
+        return sum(self.totals.cpu_samples.get(name, 0) for name in categories) / total
 
     @property
     def latency(self) -> LatencySummary | None:

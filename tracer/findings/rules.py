@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from tracer.collect.history import latest_covering
-from tracer.collect.snapshot import Snapshot, TraceHeader
+from tracer.collect.snapshot import CPU_GC_OUTSIDE, Snapshot, TraceHeader
 from tracer.findings.evidence import Evidence
 from tracer.findings.model import Finding, Site
 from tracer.target.cgroup import go_default_gomaxprocs
@@ -27,8 +27,14 @@ WINDOW_SECONDS = 10.0  # the live findings' window
 
 CHURN_EXITS_PER_SECOND = 10_000  # goroutines that exit, per second
 HANDOFF_PARKS_PER_SECOND = 20_000  # park_m (a goroutine blocks and the P finds another)
-SYSCALL_HANDOFFS_PER_SECOND = 5_000  # exitsyscall0: the P was handed off during a system call
-PREEMPTIONS_PER_SECOND = 1_000  # gopreempt_m and preemptPark: CPU-bound goroutines forced off
+# exitsyscall0: the P was handed off during a system call. Per P: sysmon retakes a P only after
+# seeing its syscall on two of its ticks (20 us to 10 ms apart), so a P hands off at most a few
+# thousand times a second.
+SYSCALL_HANDOFFS_PER_P_SECOND = 1_000
+# Preemptions (sysmon forces a goroutine off after 10 ms): at most 100 a second per P. They cost
+# only where goroutines wait behind them: PREEMPTION_WAIT_SECONDS at p99 of sched.timeToRun.
+PREEMPTIONS_PER_P_SECOND = 25
+PREEMPTION_WAIT_SECONDS = 0.002
 SPIN_FAILURE_RATE = 0.5  # steal attempts that find nothing
 SPIN_ATTEMPTS_PER_SECOND = 10_000
 SPIN_CPU_SHARE = 0.05  # findRunnable + stealWork, of the target's CPU
@@ -36,7 +42,7 @@ THROTTLED_SHARE = 0.1  # CFS periods the cgroup was throttled in
 THROTTLED_CRITICAL = 0.25
 MIGRATIONS_PER_THREAD_SECOND = 100
 RUNQ_SPREAD = 8.0  # mean goroutines between the longest and shortest local run queue
-GC_CPU_SHARE = 0.05
+GC_CPU_SHARE = 0.10  # the GC's share of the target's CPU, on goroutines and under mcall
 NETPOLL_CPU_SHARE = 0.05
 TIMER_PARKS_PER_SECOND = 5_000
 # Preemption is a warning once goroutines wait this long to run (p99 of sched.timeToRun): the
@@ -82,6 +88,10 @@ def _latency_note(evidence: Evidence) -> dict[str, float | None]:
     if latency is None or not latency.samples:
         return {}
     return {"time_to_run_p50_seconds": latency.p50_seconds, "time_to_run_p99_seconds": latency.p99_seconds}
+
+
+def _ps(evidence: Evidence) -> int:
+    return max(evidence.runtime.gomaxprocs or 1, 1)
 
 
 def _estimate_note(evidence: Evidence, group: str) -> dict[str, bool]:
@@ -264,21 +274,33 @@ def _top_sites(
     ]
 
 
+def _wait_share(evidence: Evidence, *waits: str) -> float:
+    """The share of parks with these wait reasons."""
+    total = sum(evidence.wait_reasons.values())
+    return sum(evidence.wait_reasons.get(wait, 0) for wait in waits) / total if total else 0.0
+
+
 def _where(sites: list[Site]) -> str:
     return f" Most at {sites[0].function} ({sites[0].file}:{sites[0].line})." if sites else ""
 
 
 def blocking_handoffs(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, HANDOFF_PARKS_PER_SECOND, *PARK_REASONS)
-    if rate is None:
+    handoffs = evidence.reason_count(*PARK_REASONS) * (
+        1 - _wait_share(evidence, *TIMER_WAITS, *NETPOLL_WAITS)
+    )
+    rate = evidence.rate(handoffs)
+    if not _enough(evidence, handoffs) or rate < HANDOFF_PARKS_PER_SECOND:
         return None
     sites = _top_sites(evidence, PARK_REASONS, other_waits=TIMER_WAITS + NETPOLL_WAITS)
+    shared = _shared_part(evidence, *PARK_REASONS)
     return Finding(
         id="blocking-handoffs",
         severity="warning",
         title=f"Goroutines block {rate:,.0f} times a second, each block a switch through the scheduler.",
         evidence={"parks_per_second": rate, **_estimate_note(evidence, "mcall")},
-        explains=_shared_part(evidence, *PARK_REASONS),
+        explains=None
+        if shared is None
+        else shared * (1 - _wait_share(evidence, *TIMER_WAITS, *NETPOLL_WAITS)),
         fix="Hand work over in batches rather than one item at a time; a buffered channel lets the "
         "sender run on instead of blocking." + _where(sites),
         sites=tuple(sites),
@@ -286,7 +308,7 @@ def blocking_handoffs(evidence: Evidence) -> Finding | None:
 
 
 def syscall_handoffs(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, SYSCALL_HANDOFFS_PER_SECOND, *SYSCALL_REASONS)
+    rate = _reason_rate(evidence, SYSCALL_HANDOFFS_PER_P_SECOND * _ps(evidence), *SYSCALL_REASONS)
     if rate is None:
         return None
     sites = _top_sites(evidence, SYSCALL_REASONS)
@@ -303,11 +325,13 @@ def syscall_handoffs(evidence: Evidence) -> Finding | None:
 
 
 def preemption(evidence: Evidence) -> Finding | None:
-    rate = _reason_rate(evidence, PREEMPTIONS_PER_SECOND, *PREEMPT_REASONS)
+    rate = _reason_rate(evidence, PREEMPTIONS_PER_P_SECOND * _ps(evidence), *PREEMPT_REASONS)
     if rate is None:
         return None
-    sites = _top_sites(evidence, PREEMPT_REASONS, by_goroutine=True)
     waited = _latency_note(evidence).get("time_to_run_p99_seconds")
+    if evidence.latency is not None and (waited or 0) < PREEMPTION_WAIT_SECONDS:
+        return None  # CPU-bound goroutines taking turns with nobody waiting: no cost to speak of
+    sites = _top_sites(evidence, PREEMPT_REASONS, by_goroutine=True)
     return Finding(
         id="preemption",
         severity="warning" if (waited or 0) >= PREEMPTION_LATENCY_SECONDS else "info",
@@ -368,15 +392,16 @@ def runqueue_imbalance(evidence: Evidence) -> Finding | None:
 
 
 def gc(evidence: Evidence) -> Finding | None:
-    share = evidence.part("gc")
+    share = evidence.sample_share("gc", CPU_GC_OUTSIDE)
     if share is None or share < GC_CPU_SHARE or evidence.seconds < MIN_SECONDS:
         return None
+    under_mcall = evidence.part("gc")
     return Finding(
         id="gc",
-        severity="warning" if share < 0.2 else "critical",
-        title=f"The scheduler runs GC work for {share:.0%} of the target's CPU.",
-        evidence={"gc_cpu_share": share},
-        explains=share,
+        severity="warning" if share < 0.25 else "critical",
+        title=f"The garbage collector takes {share:.0%} of the target's CPU.",
+        evidence={"gc_cpu_share": share, "gc_under_mcall_cpu_share": under_mcall},
+        explains=under_mcall,
         fix="Allocate less (reuse buffers, sync.Pool), or give the heap more room (GOGC, GOMEMLIMIT).",
     )
 
@@ -405,12 +430,15 @@ def timers(evidence: Evidence) -> Finding | None:
     if not _enough(evidence, waits) or rate < TIMER_PARKS_PER_SECOND:
         return None
     sites = _top_sites(evidence, PARK_REASONS, waits=TIMER_WAITS)
+    shared = _shared_part(evidence, *PARK_REASONS)
     return Finding(
         id="timers",
         severity="info",
         title=f"Goroutines sleep on timers {rate:,.0f} times a second.",
         evidence={"timer_parks_per_second": rate},
-        explains=None,
+        # Its parks' part of the scheduler's shared work, like blocking-handoffs' (the timers'
+        # own work, in findRunnable and the poller, shows in those parts).
+        explains=None if shared is None else shared * _wait_share(evidence, *TIMER_WAITS),
         fix="Replace many short sleeps and per-item timers with one ticker or a batched deadline."
         + _where(sites),
         sites=tuple(sites),

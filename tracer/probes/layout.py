@@ -124,7 +124,8 @@ CPU_STEALWORK = 4
 CPU_NETPOLL = 5
 CPU_GC = 6
 CPU_NO_STACK = 7
-CPU_CATEGORIES = 8
+CPU_GC_OUTSIDE = 8
+CPU_CATEGORIES = 9
 CPU_ROOT = 14  # the function table's code for functions Go's unwinder stops at (gogo)
 CPU_MCALL = 15  # the function table's code for runtime.mcall itself
 CPU_CATEGORY_NAMES = (
@@ -136,6 +137,7 @@ CPU_CATEGORY_NAMES = (
     "netpoll",
     "gc",
     "no_stack",
+    "gc_outside_mcall",
 )
 CPU_GRANULES_PER_WORD = 16
 MAX_STACK_DEPTH = 127

@@ -36,6 +36,7 @@ from tracer.findings import LiveFindings
 # Goroutine origins served as series: few enough that a scrape stays small, enough to name the
 # creators that matter.
 ORIGIN_SERIES = 10
+WORKLOAD_LABELS = ("cgroup", "container_id", "pod_uid", "systemd_unit")
 SITE_SERIES = 10
 DEFAULT_HOST = "127.0.0.1"  # nothing is exposed beyond the host unless asked
 CPU_SHARE_SECONDS = 10.0  # go_sched_mcall_cpu_ratio's window, as the live UI's
@@ -144,7 +145,12 @@ class PrometheusSink:
 
     def start(self, header: TraceHeader) -> None:
         with self._lock:
-            self._labels = {"pid": str(header.pid), "binary": header.binary}
+            # Every series says which process, and which cgroup, container, pod and unit it is in.
+            self._labels = {
+                "pid": str(header.pid),
+                "binary": header.binary,
+                **{name: header.workload.get(name, "") for name in WORKLOAD_LABELS},
+            }
             self._per_p = {}
             self._latest = None
             self._budget = header.overhead_budget

@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tracer.target.cgroup import CgroupMembership, parse_proc_cgroup
+
 _ID = r"[0-9a-f]{64}"
 _UUID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
 # A container's own path component, by runtime (a conmon's component matches none of them).
@@ -81,3 +83,22 @@ def labels_of(path: str | None) -> WorkloadLabels:
         if component.endswith((".service", ".scope")) and "conmon-" not in component:
             unit = component
     return WorkloadLabels(path, container, pod, "" if container else unit)
+
+
+def cgroup_path(membership: CgroupMembership) -> str | None:
+    """The path that says most: v2's (production's), unless it is the root and v1's cpu
+    controller places the process deeper (a hybrid host, where containers' v1 paths are set)."""
+    v2, v1 = membership.v2_path, membership.v1_cpu_path
+    if v2 and v2 != "/":
+        return v2
+    return v1 if v1 and v1 != "/" else v2 or v1
+
+
+def labels_of_pid(pid: int, root: str = "/") -> WorkloadLabels:
+    """The labels of a running process (WorkloadLabels("") once it is gone)."""
+    try:
+        with open(f"{root.rstrip('/')}/proc/{pid}/cgroup") as file:
+            membership = parse_proc_cgroup(file.read())
+    except OSError:
+        return WorkloadLabels("")
+    return labels_of(cgroup_path(membership))

@@ -1,0 +1,3 @@
+module mcalltrace.test/zoo
+
+go 1.19
