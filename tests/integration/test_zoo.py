@@ -56,7 +56,11 @@ NAMES_CODE = {
     "netpoll",
 }
 CONTROLS = ("http-server", "batch", "idle")
+CRUNCH_LINES = 8  # main.crunch's body, after its marked `func` line
 EXPLAIN_SECONDS = "4s"
+# Samples enough in 4 s for the shares of a mostly idle target (the rules want 100): at the
+# default 99 Hz a target using a fifth of a core gives about 80.
+SAMPLE_HZ = "499"
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 
 
@@ -123,7 +127,12 @@ def test_each_pathology_ranks_first_and_names_its_line(
     if scenario in NAMES_CODE:
         file, line = markers()[scenario]
         top = findings[0]["sites"][0]
-        assert (Path(top["file"]).name, top["line"]) == (file, line), findings[0]["sites"]
+        if scenario == "preemption":
+            # where the loop was stopped: a line of the marked function's body
+            assert (top["function"], Path(top["file"]).name) == ("main.crunch", file), findings[0]["sites"]
+            assert line < top["line"] <= line + CRUNCH_LINES, findings[0]["sites"]
+        else:
+            assert (Path(top["file"]).name, top["line"]) == (file, line), findings[0]["sites"]
 
 
 @pytest.mark.parametrize("control", CONTROLS)

@@ -249,7 +249,7 @@ def test_churn_names_the_go_statements_behind_it() -> None:
 def test_parks_syscalls_and_preemptions_name_their_code() -> None:
     """Each finding over mcall sites names the code with most of its events: blocking handoffs
     by the blocked line (timer and poller waits left to their own rules), timers by the sleeping
-    line, syscall handoffs by the calling line, preemptions by the goroutine's function."""
+    line, syscall handoffs by the calling line, preemptions by where the code was stopped."""
     from tracer.collect.snapshot import McallSite
     from tracer.findings.model import Site
 
@@ -285,8 +285,10 @@ def test_parks_syscalls_and_preemptions_name_their_code() -> None:
     assert found["syscall-handoffs"].sites == (
         Site("main.readAll", "/srv/app.go", 90, 7_000.0, "exitsyscall0"),
     )
-    # Go 1.26+'s asynchronous preemption is a preemption; its site is the goroutine's function.
-    assert found["preemption"].sites == (Site("main.worker", "/srv/app.go", 5, 1_500.0),)
+    # Go 1.26+'s asynchronous preemption is a preemption; its site is where it stopped the code.
+    assert found["preemption"].sites == (
+        Site("main.crunch", "/srv/app.go", 101, 1_500.0, "goroutine main.worker"),
+    )
 
 
 def test_preemption_speaks_only_where_goroutines_wait_behind_it() -> None:

@@ -248,11 +248,11 @@ def _top_sites(
     reasons: tuple[str, ...],
     waits: tuple[str, ...] | None = None,
     other_waits: tuple[str, ...] = (),
-    by_goroutine: bool = False,
+    goroutine_detail: bool = False,
 ) -> list[Site]:
     """The code behind most mcalls of these reasons, with its rates: the frame the site walk
-    named (or, `by_goroutine`, the goroutine's start function); for parks, only the wait
-    reasons `waits` (None: all but `other_waits`)."""
+    named, for parks only those with wait reasons `waits` (None: all but `other_waits`). The
+    detail says what happened there, or (`goroutine_detail`) which goroutine's function ran it."""
     counts: dict[tuple[str, str, int, str], int] = {}
     for site in evidence.sites:
         if site.reason not in reasons or site.function in ("?", "other"):
@@ -261,11 +261,11 @@ def _top_sites(
             site.wait_reason in other_waits or (waits and site.wait_reason not in waits)
         ):
             continue
-        if by_goroutine:
-            key = (site.goroutine, site.goroutine_file, site.goroutine_line, "")
+        if goroutine_detail:
+            detail = f"goroutine {site.goroutine}"
         else:
-            via = f" in {site.via}" if site.via else ""
-            key = (site.function, site.file, site.line, f"{site.wait_reason or site.reason}{via}")
+            detail = f"{site.wait_reason or site.reason}" + (f" in {site.via}" if site.via else "")
+        key = (site.function, site.file, site.line, detail)
         counts[key] = counts.get(key, 0) + site.count
     ranked = sorted(counts.items(), key=lambda item: -item[1])[:TOP_SITES]
     return [
@@ -331,7 +331,10 @@ def preemption(evidence: Evidence) -> Finding | None:
     waited = _latency_note(evidence).get("time_to_run_p99_seconds")
     if evidence.latency is not None and (waited or 0) < PREEMPTION_WAIT_SECONDS:
         return None  # CPU-bound goroutines taking turns with nobody waiting: no cost to speak of
-    sites = _top_sites(evidence, PREEMPT_REASONS, by_goroutine=True)
+    # Where they were stopped: an asynchronous preemption's walk passes asyncPreempt's frame to
+    # the interrupted code itself (the goroutine's start function can be a go statement's
+    # wrapper, main.f.gowrap1, from Go 1.21).
+    sites = _top_sites(evidence, PREEMPT_REASONS, goroutine_detail=True)
     return Finding(
         id="preemption",
         severity="warning" if (waited or 0) >= PREEMPTION_LATENCY_SECONDS else "info",

@@ -36,11 +36,13 @@ func tinyTask(live *int64) {
 
 // ---- blocking-handoffs: one item at a time over unbuffered channels ---------------------------
 
-// blockingHandoffs runs, per P, a producer that hands items one at a time over an unbuffered
-// channel to a few consumers: each receive blocks until the next item.
+// blockingHandoffs runs, per P, a producer that hands items one at a time to a few consumers:
+// each receive blocks until the next item.
 func blockingHandoffs() {
 	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
-		items := make(chan int)
+		// Buffered, so that the producer runs on and the consumers are the ones that block:
+		// each item is a hand-off to a parked consumer.
+		items := make(chan int, 16)
 		go produce(items)
 		for c := 0; c < 8; c++ {
 			go consume(items)
@@ -114,13 +116,21 @@ func gomaxprocsOverCPUs() {
 
 // runqueueImbalance: a goroutine releases a burst of parked workers at once, all onto its own P's
 // run queue, while the other Ps are kept busy by CPU-bound goroutines that never look for work
-// to steal.
+// to steal. They yield now and then (runtime.Gosched puts them on the global queue, which their
+// P takes them back from before it would steal), so sysmon never has to preempt them.
 func runqueueImbalance() {
 	procs := runtime.GOMAXPROCS(0)
 	for i := 1; i < procs; i++ {
-		go hog()
+		go yieldingHog()
 	}
 	go releaseBursts(256)
+}
+
+func yieldingHog() {
+	for {
+		keep(work(1 << 16))
+		runtime.Gosched()
+	}
 }
 
 func hog() {
