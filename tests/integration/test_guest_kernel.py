@@ -25,7 +25,8 @@ VERSION = ALL_VERSIONS[-1]
 CHURN_MS = 1000
 BUDGET_CHURN_MS = 4000  # far over the budget: several busy half-second intervals under TCG
 GUEST_OUT = "/mct-out"
-GUEST_TIMEOUT = 300  # boot ~5 s, doctor ~11 s, the traced run ~20 s here under TCG
+V2_MOUNT = "/sys/fs/cgroup"
+GUEST_TIMEOUT = 420  # boot ~5 s, doctor ~11 s, the traced runs ~20 s each, the quota case ~40 s, under TCG
 REQUIRED = os.environ.get("MCALLTRACE_REQUIRE_TOOLCHAINS") == "1"
 
 
@@ -39,7 +40,7 @@ def load_harness() -> ModuleType:
     return module
 
 
-def guest_steps(binary: Path) -> str:
+def guest_steps(binary: Path, zoo: Path) -> str:
     """The script the guest runs: each step's output and exit code into /mct-out."""
     tracer = f"{shlex.quote(sys.executable)} -m tracer.cli"
     program = f"{shlex.quote(str(binary))} -scenario churn -n {CHURN_MS}"
@@ -57,6 +58,19 @@ printf 'GO\\n' | {tracer} run --json --interval 0.5s --cpu-sample-hz 0 -- {budge
 echo $? >$out/budget.rc
 {shlex.quote(sys.executable)} -m tests.integration.live {shlex.quote(str(binary))} 20 >$out/cycles.out 2>&1
 echo $? >$out/cycles.rc
+# cgroup v2 with the cpu controller, as production hosts have it (this host's cpu controller is
+# on v1): the zoo's quota case in a group allowing 1 CPU, GOMAXPROCS 4.
+mkdir -p {V2_MOUNT} && mount -t cgroup2 none {V2_MOUNT}
+echo +cpu >{V2_MOUNT}/cgroup.subtree_control
+mkdir {V2_MOUNT}/zoo && echo "100000 100000" >{V2_MOUNT}/zoo/cpu.max
+sh -c 'echo $$ >{V2_MOUNT}/zoo/cgroup.procs && exec "$0" -scenario gomaxprocs-over-quota' \
+    {shlex.quote(str(zoo))} >$out/zoo.stdout 2>&1 &
+zoo=$!
+sleep 3
+{tracer} explain --pid $zoo --duration 4s --json >$out/quota.json 2>$out/quota.stderr
+echo $? >$out/quota.rc
+cat /proc/$zoo/cgroup >$out/zoo.cgroup
+kill $zoo
 """
 
 
@@ -84,8 +98,9 @@ def guest(go_programs: GoPrograms, tmp_path_factory: pytest.TempPathFactory) -> 
             pytest.fail(reason)
         pytest.skip(reason)
     binary = go_programs.build(VERSION, "default")
+    zoo = go_programs.build(VERSION, "stripped", "zoo")
     out = tmp_path_factory.mktemp("guest-out")
-    (out / "steps.sh").write_text(guest_steps(binary))
+    (out / "steps.sh").write_text(guest_steps(binary, zoo))
     env = {"PYTHONPATH": str(ROOT)}
     code, output = harness.run_in_guest(
         ["sh", f"{GUEST_OUT}/steps.sh"], GUEST_TIMEOUT, cwd=str(ROOT), env=env, shares=[(str(out), GUEST_OUT)]
@@ -169,3 +184,15 @@ def test_twenty_attach_detach_cycles_on_6_1_leave_the_original_bytes(guest: Gues
     output = guest.text("cycles.out")
     assert guest.code("cycles") == 0, output
     assert json.loads(output.splitlines()[-1])["switches"] > 0
+
+
+def test_gomaxprocs_over_a_v2_cpu_max_on_6_1(guest: GuestRun) -> None:
+    """The zoo's quota case under cgroup v2's cpu.max (1 CPU for GOMAXPROCS 4), the layout most
+    production hosts have: explain reads the limit from cpu.max and ranks the finding first."""
+    assert "0::/zoo" in guest.text("zoo.cgroup"), guest.text("zoo.cgroup")
+    assert guest.code("quota") == 0, guest.text("quota.stderr")
+    data = json.loads(guest.text("quota.json"))
+    assert data["cpu_limit"] == 1.0 and data["gomaxprocs"] == 4, data
+    findings = data["findings"]
+    assert findings and findings[0]["id"] == "gomaxprocs-over-quota", [f["id"] for f in findings]
+    assert findings[0]["evidence"]["cpu_limit"] == 1.0

@@ -29,7 +29,7 @@ func napper(d time.Duration) {
 // ---- netpoll: many connections, each with a little traffic ---------------------------------------
 
 // netpoll: 200 connections over a Unix socket (abstract: no file), each carrying a byte and its
-// echo every 50ms. The process is mostly idle, so each byte wakes the poller. (Loopback TCP does
+// echo every 20ms. The process is mostly idle, so each byte wakes the poller. (Loopback TCP does
 // the same, but its per-byte cost in the kernel halves the poller's share of the CPU, to about
 // the rule's 5%.)
 func netpoll() {
@@ -51,7 +51,7 @@ func netpoll() {
 		if err != nil {
 			panic(err)
 		}
-		go pinger(conn, 50*time.Millisecond)
+		go pinger(conn, 20*time.Millisecond)
 	}
 }
 
