@@ -28,7 +28,7 @@ func napper(d time.Duration) {
 
 // ---- netpoll: many connections, each with a little traffic ---------------------------------------
 
-// netpoll: 200 connections over a Unix socket (abstract: no file), each carrying a byte and its
+// netpoll: 1000 connections over a Unix socket (abstract: no file), each carrying a byte and its
 // echo every 20ms. The process is mostly idle, so each byte wakes the poller. (Loopback TCP does
 // the same, but its per-byte cost in the kernel halves the poller's share of the CPU, to about
 // the rule's 5%.)
@@ -46,7 +46,7 @@ func netpoll() {
 			go echo(conn)
 		}
 	}()
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 1000; i++ {
 		conn, err := net.Dial("unix", ln.Addr().String())
 		if err != nil {
 			panic(err)
