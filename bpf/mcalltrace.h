@@ -41,7 +41,7 @@ struct mct_origin_key {
  * from mcall's entry, with the park's wait reason and the goroutine's start function. User space
  * names the first frame in the program's own code. Bounded like the origins (sites_dropped). */
 #define MCT_SITES 4096
-#define MCT_SITE_DEPTH 10 /* deep enough for conn.Read: gopark, netpollblock, ..., net.(*conn).Read */
+#define MCT_SITE_DEPTH 12 /* deep enough for a caller of net.(*UnixConn).Read: gopark, netpollblock, ... */
 struct mct_site_key {
     __u32 reason;      /* mcall reason slot */
     __u32 wait_reason; /* g.waitreason for park_m, else 0 */

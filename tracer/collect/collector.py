@@ -36,11 +36,11 @@ from tracer.target.frames import Frame, choose_frame, goroot_source
 EMULATED_HIT_SECONDS = 1.1e-6
 STEPPED_HIT_SECONDS = 10.0e-6
 TRACEPOINT_HIT_SECONDS = 0.15e-6
-# What mcall's site walk (a frame-pointer walk of up to 10 frames and a hash update, on every
+# What mcall's site walk (a frame-pointer walk of up to 12 frames and a hash update, on every
 # mcall but goroutine exits) adds to its hit: scripts/bench_overhead.py, 2026-12-03, measured
-# mcall at 2206 ns a hit against 1929-1949 for gogo and findRunnable in the same run (whose
-# handlers are the same size otherwise), on a host then about 1.6x slower than the figures above;
-# 0.2 µs here.
+# mcall at 2206 ns a hit (with a 10-frame walk) against 1929-1949 for gogo and findRunnable in
+# the same run (whose handlers are the same size otherwise), on a host then about 1.6x slower
+# than the figures above; 0.2 µs here.
 SITE_WALK_SECONDS = 0.2e-6
 # Seconds of the target's CPU one on-CPU sample costs: the timer interrupt, the kernel's walk of
 # the user stack and the BPF program (2-4 µs of it, from the kernel's BPF run-time statistics).
