@@ -37,11 +37,11 @@ func tinyTask(live *int64) {
 // ---- blocking-handoffs: one item at a time over unbuffered channels ---------------------------
 
 // blockingHandoffs runs, per P, a producer that hands items one at a time to a few consumers:
-// each receive blocks until the next item.
+// each receive blocks until the next item, and the producer blocks whenever the channel is full
+// (its consumers wait in its P's run queue until it does): both sides of each hand-off park,
+// about as often. The consumers' receive is the marked line.
 func blockingHandoffs() {
 	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
-		// Buffered, so that the producer runs on and the consumers are the ones that block:
-		// each item is a hand-off to a parked consumer.
 		items := make(chan int, 16)
 		go produce(items)
 		for c := 0; c < 8; c++ {
