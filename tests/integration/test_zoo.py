@@ -58,9 +58,6 @@ NAMES_CODE = {
 CONTROLS = ("http-server", "batch", "idle")
 CRUNCH_LINES = 8  # main.crunch's body, after its marked `func` line
 EXPLAIN_SECONDS = "4s"
-# Samples enough in 4 s for the shares of a mostly idle target (the rules want 100): at the
-# default 99 Hz a target using a fifth of a core gives about 80.
-SAMPLE_HZ = "499"
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 
 
