@@ -88,3 +88,22 @@ def test_summary_and_report_say_when(tmp_path: Path) -> None:
 def test_no_change_reads_none() -> None:
     steady = [replace(frame, runtime=RuntimeState(gomaxprocs=4)) for frame in FRAMES]
     assert gomaxprocs_changes(steady) == []
+
+
+def test_an_unreadable_allp_is_an_unknown_gomaxprocs_not_a_count_of_ps() -> None:
+    """Stripped binaries read GOMAXPROCS as len(runtime.allp). When that read fails (the target
+    exiting under it), GOMAXPROCS is unknown: not the number of Ps that happened to read, which
+    once made a trace's last interval report a change 12 -> 1."""
+    from tracer.collect.runtime_state import RuntimeReader
+
+    reader = object.__new__(RuntimeReader)
+    reader.gomaxprocs = None
+    reader.allp = 0x1000
+    reader.bias = 0
+    reader.sched = None
+    reader._sched_candidates = []
+    reader._read = lambda address, size: None  # type: ignore[method-assign]
+    reader.thread_ids = lambda: {1, 2}  # type: ignore[method-assign]
+    assert reader.read_global(p_count=1).gomaxprocs is None
+    reader.allp = None  # never located: the Ps the probes have seen are the best guess
+    assert reader.read_global(p_count=3).gomaxprocs == 3

@@ -212,9 +212,11 @@ class RuntimeReader:
         if self.gomaxprocs is not None:
             gomaxprocs = self._u32(self.gomaxprocs + self.bias)
         elif self.allp is not None:
-            # Stripped: procresize keeps len(allp) == GOMAXPROCS.
+            # Stripped: procresize keeps len(allp) == GOMAXPROCS. Unreadable (the target exiting
+            # under the read): unknown, not the count of the Ps that happened to read, which
+            # once made a trace's last interval report GOMAXPROCS 12 -> 1.
             table = self._allp_table(self.allp)
-            gomaxprocs = len(table) if table else p_count
+            gomaxprocs = len(table) if table else None
         else:
             gomaxprocs = p_count
         global_runq = idle_ps = spinning = idle_ms = None
