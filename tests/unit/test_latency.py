@@ -10,10 +10,10 @@ from tracer.collect.latency import (
     by_bound,
     difference,
     lower_bounds,
-    merge,
     quantile,
     summarize,
 )
+from tracer.collect.snapshot import merge_time_to_run
 
 
 def record_current(duration: int) -> int:
@@ -67,4 +67,5 @@ def test_quantiles_are_bucket_upper_bounds() -> None:
 def test_intervals_are_differences_and_merge_by_bound() -> None:
     assert difference((5, 7, 1), (2, 7, 3)) == (3, 0, 0)
     assert difference((5,), None) == (5,)
-    assert merge([{512: 1, 640: 2}, {640: 3}]) == {512: 1, 640: 5}
+    assert merge_time_to_run([{512: 1, 640: 2}, None, {640: 3}]) == {512: 1, 640: 5}
+    assert merge_time_to_run([None, None]) is None

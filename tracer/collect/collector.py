@@ -22,6 +22,7 @@ from tracer.collect.snapshot import (
     PSample,
     RuntimeState,
     Snapshot,
+    _add_maps,
     merge_sites,
 )
 from tracer.probes import layout
@@ -389,8 +390,7 @@ class Collector:
             wait_reasons = {name: round(count * wait_factor) for name, count in wait_reasons.items()}
         by_reason: dict[str, int] = {}
         for sample in (*per_p, no_p):
-            for reason, count in sample.mcall_by_reason.items():
-                by_reason[reason] = by_reason.get(reason, 0) + count
+            by_reason = _add_maps(by_reason, sample.mcall_by_reason)
         probe_seconds = sum(hits[probe] * cost for probe, cost in self.costs.items())
         sampler_seconds = sum(sample.cpu_sample_count for sample in (*per_p, no_p)) * SAMPLE_SECONDS
 

@@ -63,14 +63,6 @@ def difference(after: tuple[int, ...], before: tuple[int, ...] | None) -> tuple[
     return tuple(max(now - then, 0) for now, then in zip(after, before, strict=True))
 
 
-def merge(histograms: list[Mapping[int, int]]) -> dict[int, int]:
-    merged: dict[int, int] = {}
-    for histogram in histograms:
-        for bound, count in histogram.items():
-            merged[bound] = merged.get(bound, 0) + count
-    return merged
-
-
 def quantile(histogram: Mapping[int, int], q: float) -> float | None:
     """The q-quantile in seconds, as the upper bound of the bucket it falls in (so "p99 below
     this"); None without samples. Bucket widths are 1/4 of their bound (1/16 before Go 1.20)."""

@@ -6,11 +6,10 @@ or touches the target, so replay and report build the same objects from a file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import reduce
 from typing import Any, TypeVar
-
-from tracer.collect.latency import merge
 
 NO_P = -1  # PSample.p for events on threads that held no P
 
@@ -71,7 +70,10 @@ def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key in names}
 
 
-def _add_maps(left: dict[str, int], right: dict[str, int]) -> dict[str, int]:
+_Key = TypeVar("_Key", str, int)
+
+
+def _add_maps(left: Mapping[_Key, int], right: Mapping[_Key, int]) -> dict[_Key, int]:
     merged = dict(left)
     for key, value in right.items():
         merged[key] = merged.get(key, 0) + value
@@ -566,7 +568,7 @@ def _merge_counted(
 def merge_time_to_run(histograms: list[dict[int, int] | None]) -> dict[int, int] | None:
     """Scheduling latencies of several intervals as one; None where none could be read."""
     known = [histogram for histogram in histograms if histogram is not None]
-    return merge(known) if known else None
+    return reduce(_add_maps, known, {}) if known else None
 
 
 OTHER_ORIGIN = Origin("other", "?", 0, "other", "?", 0, 0)

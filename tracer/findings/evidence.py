@@ -16,6 +16,7 @@ from tracer.collect.snapshot import (
     RuntimeState,
     Snapshot,
     TraceHeader,
+    _add_maps,
     merge_origins,
     merge_sites,
     merge_time_to_run,
@@ -92,8 +93,7 @@ class Evidence:
             self.spread_intervals += 1
         if snapshot.cost.target_cpu_fraction is not None:
             self.target_cpu_seconds += snapshot.cost.target_cpu_fraction * duration
-        for reason, count in snapshot.wait_reasons.items():
-            self.wait_reasons[reason] = self.wait_reasons.get(reason, 0) + count
+        self.wait_reasons = _add_maps(self.wait_reasons, snapshot.wait_reasons)
         if snapshot.origins:
             self.origins = merge_origins([*self.origins, *snapshot.origins], ORIGINS_KEPT)
         if snapshot.sites:
